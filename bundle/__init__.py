@@ -1,0 +1,1 @@
+"""The engine: environment config, synthesis, packaging, terraform runner, checks."""

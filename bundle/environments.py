@@ -1,0 +1,327 @@
+"""Environment files: which modules run in which AWS accounts and regions.
+
+An environment file is validated against a schema built from the modules' own input
+definitions, so a typo or a bad value is reported with the file and the key path
+(``accounts[1].modules.notifications.email_addresses[0]``) before anything is written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+
+from bundle.inputs import parameters_model
+from bundle.paths import ENVIRONMENTS, relative
+
+
+class EnvironmentError(Exception):
+    """A bad environment file; the message names the file and the key path."""
+
+    def __init__(self, path: Path, problems: Sequence[str]) -> None:
+        self.path = path
+        self.problems = list(problems)
+        listed = "\n".join(f"  {problem}" for problem in self.problems)
+        super().__init__(f"{relative(path)}: invalid environment file\n{listed}")
+
+
+def _pattern(regex: str, message: str) -> AfterValidator:
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+Slug = Annotated[
+    StrictStr,
+    _pattern(r"[a-z][a-z0-9-]{0,38}[a-z0-9]", "must be 2-40 lowercase letters, digits or hyphens"),
+]
+AccountId = Annotated[
+    StrictStr,
+    _pattern(r"[0-9]{12}", "must be a 12-digit AWS account id, quoted (\"012345678901\")"),
+]
+Region = Annotated[
+    StrictStr,
+    _pattern(r"[a-z]{2}(-gov)?-[a-z]+-[0-9]", "must be an AWS region name such as us-east-1"),
+]
+RoleArn = Annotated[
+    StrictStr,
+    _pattern(
+        r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}",
+        "must be an IAM role ARN such as arn:aws:iam::012345678901:role/PlaybookDeployer",
+    ),
+]
+Bucket = Annotated[
+    StrictStr,
+    _pattern(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "must be an S3 bucket name"),
+]
+Tags = dict[StrictStr, StrictStr]
+ModuleParameters = dict[StrictStr, dict[StrictStr, Any]]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Backend(Strict):
+    bucket: Bucket
+    region: Region
+    key_prefix: Annotated[
+        StrictStr, _pattern(r"[A-Za-z0-9_./-]{1,200}", "must be a path of letters, digits, _./-")
+    ] = "playbook-as-code"
+
+
+class Defaults(Strict):
+    regions: list[Region] = Field(default_factory=list)
+    tags: Tags = Field(default_factory=dict)
+    modules: dict[StrictStr, dict[StrictStr, Any] | None] = Field(default_factory=dict)
+
+
+class Account(Strict):
+    name: Slug
+    id: AccountId
+    role_arn: RoleArn
+    regions: list[Region] = Field(default_factory=list)
+    wave: Annotated[StrictInt, Field(ge=1, le=100)] = 1
+    tags: Tags = Field(default_factory=dict)
+    modules: dict[StrictStr, dict[StrictStr, Any] | None] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _role_in_account(self) -> Account:
+        if f"::{self.id}:" not in self.role_arn:
+            raise ValueError(f"role_arn must be a role in account {self.id}")
+        return self
+
+
+class EnvironmentFile(Strict):
+    name: Slug
+    description: StrictStr = ""
+    backend: Backend
+    defaults: Defaults = Field(default_factory=Defaults)
+    accounts: Annotated[list[Account], Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One root stack: an account in a region with its module parameters."""
+
+    environment: str
+    account: Account
+    region: str
+    modules: Mapping[str, Mapping[str, Any]]
+    tags: Mapping[str, str]
+    backend: Backend
+
+    @property
+    def name(self) -> str:
+        return f"{self.account.name}-{self.region}"
+
+    @property
+    def state_key(self) -> str:
+        return f"{self.backend.key_prefix}/{self.environment}/{self.name}/terraform.tfstate"
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    path: Path
+    description: str
+    stacks: tuple[Stack, ...]
+
+    def waves(self) -> dict[int, list[Stack]]:
+        grouped: dict[int, list[Stack]] = {}
+        for stack in self.stacks:
+            grouped.setdefault(stack.account.wave, []).append(stack)
+        return dict(sorted(grouped.items()))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of duplicate keys silently; a config file must not."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,  # type: ignore[arg-type]
+)
+
+
+def key_path(location: Sequence[str | int]) -> str:
+    text = ""
+    for part in location:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _problem(item: Mapping[str, Any], prefix: Sequence[str | int] = ()) -> str:
+    location = [*prefix, *item["loc"]]
+    message = str(item["msg"]).removeprefix("Value error, ")
+    if item["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif item["type"] == "missing":
+        message = "required key is missing"
+    elif item["type"] in {"string_type", "int_type", "bool_type", "dict_type", "list_type"}:
+        message += f" (got {type(item['input']).__name__} {item['input']!r})"
+    return f"{key_path(location)}: {message}"
+
+
+def _problems(error: ValidationError) -> list[str]:
+    return [_problem(item) for item in error.errors()]
+
+
+@cache
+def _registry() -> Mapping[str, Any]:
+    from modules import REGISTRY
+
+    return REGISTRY
+
+
+@cache
+def _parameters_model(name: str) -> type[BaseModel]:
+    module = _registry()[name]
+    return parameters_model(name, module.all_inputs())
+
+
+def load(path: Path) -> Environment:
+    """Read and validate ``path``; raises :class:`EnvironmentError` naming every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise EnvironmentError(path, [f"cannot read the file: {error.strerror}"]) from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise EnvironmentError(
+            path, [f"YAML syntax error at {where}: {error.problem or error}"]
+        ) from None
+    except yaml.YAMLError as error:
+        raise EnvironmentError(path, [f"YAML error: {error}"]) from None
+    if not isinstance(raw, dict):
+        raise EnvironmentError(path, ["(top level): must be a mapping of keys to values"])
+    try:
+        parsed = EnvironmentFile.model_validate(raw)
+    except ValidationError as error:
+        raise EnvironmentError(path, _problems(error)) from None
+
+    problems: list[str] = []
+    if parsed.name != path.stem:
+        problems.append(f"name: must match the file name ({path.stem!r}), got {parsed.name!r}")
+    problems += _duplicates(parsed.accounts)
+    stacks: list[Stack] = []
+    for index, account in enumerate(parsed.accounts):
+        regions = account.regions or parsed.defaults.regions
+        if not regions:
+            problems.append(f"accounts[{index}].regions: no regions here or in defaults.regions")
+        if len(set(regions)) != len(regions):
+            problems.append(f"accounts[{index}].regions: a region is listed twice")
+        modules, module_problems = _account_modules(parsed.defaults, account, index)
+        problems += module_problems
+        tags = {**parsed.defaults.tags, **account.tags}
+        stacks += [
+            Stack(parsed.name, account, region, modules, tags, parsed.backend)
+            for region in regions
+        ]
+    if problems:
+        raise EnvironmentError(path, problems)
+    return Environment(parsed.name, path, parsed.description, tuple(stacks))
+
+
+def _duplicates(accounts: Sequence[Account]) -> list[str]:
+    problems = []
+    for attribute in ("name", "id"):
+        seen: dict[str, int] = {}
+        for index, account in enumerate(accounts):
+            value = getattr(account, attribute)
+            if value in seen:
+                problems.append(
+                    f"accounts[{index}].{attribute}: duplicate account {attribute} {value!r} "
+                    f"(also accounts[{seen[value]}])"
+                )
+            seen.setdefault(value, index)
+    return problems
+
+
+def _account_modules(
+    defaults: Defaults, account: Account, index: int
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    known = _registry()
+    problems = []
+    merged: dict[str, dict[str, Any]] = {}
+    sources: dict[str, dict[str, str]] = {}
+    for origin, modules in (("defaults.modules", defaults.modules),
+                            (f"accounts[{index}].modules", account.modules)):
+        for module, parameters in modules.items():
+            if module not in known:
+                problems.append(
+                    f"{origin}.{module}: unknown module (known: {', '.join(sorted(known))})"
+                )
+                continue
+            merged.setdefault(module, {}).update(parameters or {})
+            for key in parameters or {}:
+                sources.setdefault(module, {})[key] = f"{origin}.{module}"
+    validated: dict[str, dict[str, Any]] = {}
+    for module, parameters in sorted(merged.items()):
+        try:
+            model = _parameters_model(module).model_validate(parameters)
+        except ValidationError as error:
+            for item in error.errors():
+                key = str(item["loc"][0]) if item["loc"] else ""
+                origin = sources.get(module, {}).get(key, f"accounts[{index}].modules.{module}")
+                problems.append(_problem(item, _split(origin)))
+            continue
+        validated[module] = model.model_dump(exclude_unset=True)
+    return validated, problems
+
+
+def _split(origin: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for token in re.findall(r"[^.\[\]]+|\[\d+\]", origin):
+        parts.append(int(token[1:-1]) if token.startswith("[") else token)
+    return parts
+
+
+def discover() -> list[Path]:
+    return sorted(ENVIRONMENTS.glob("*.yaml"))
+
+
+def find(name: str) -> Path:
+    path = ENVIRONMENTS / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(p.stem for p in discover()) or "none"
+        raise EnvironmentError(path, [f"no such environment {name!r} (known: {known})"])
+    return path

@@ -1,0 +1,1 @@
+"""Runtime code shared by every remediator (packaged into each function zip)."""

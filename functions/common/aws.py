@@ -1,0 +1,54 @@
+"""The one place remediators get AWS clients from.
+
+Nothing here talks to AWS at import time. Clients are created lazily and cached for the
+life of a warm Lambda container. Tests point them at moto (in-process ``mock_aws`` or a
+moto server through ``AWS_ENDPOINT_URL``) and call :func:`reset` between cases; the
+permissions meta-test hooks :func:`session` events to record every API call made.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+_clients: dict[tuple[str, str | None], Any] = {}
+
+# Standard mode retries throttling and transient errors with backoff; remediators add
+# their own bounded loops only for conditions AWS wants the caller to resolve
+# (e.g. WAFOptimisticLockException needs a fresh LockToken).
+_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+
+
+def session() -> boto3.session.Session:
+    global _session
+    with _lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session
+
+
+def client(service: str, region: str | None = None) -> Any:
+    """A cached client; endpoint overrides come from AWS_ENDPOINT_URL as boto3 reads it."""
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    key = (service, region)
+    with _lock:
+        cached = _clients.get(key)
+    if cached is not None:
+        return cached
+    created = session().client(service, region_name=region, config=_CONFIG)
+    with _lock:
+        return _clients.setdefault(key, created)
+
+
+def reset() -> None:
+    """Forget the session and every client (tests, or after credentials change)."""
+    global _session
+    with _lock:
+        _session = None
+        _clients.clear()

@@ -1,0 +1,144 @@
+"""Playbook as Code command line: thin wrappers around bundle/."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bundle import environments
+from bundle.paths import DIST, relative
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Generate AWS incident-response Terraform modules and per-account stacks, and check them.",
+)
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _environment_paths(env: list[str] | None, all_: bool) -> list[Path]:
+    if env and all_:
+        errors.print("[red]error:[/] give --env or --all, not both")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if env:
+        return [environments.find(name) for name in env]
+    return environments.discover()
+
+
+@app.command()
+def synth(
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", help="Environment name (environments/NAME.yaml); repeatable."),
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every environment under environments/ (the default).")
+    ] = False,
+) -> None:
+    """Package the remediators, generate every module, and write the root stacks.
+
+    Writes dist/functions/*.zip, dist/modules/<module>/ and
+    dist/environments/<env>/<account>-<region>/. A bad environment file exits with
+    status 2, names the file and key, and leaves dist/ untouched.
+    """
+    from bundle import synth as synthesis
+
+    try:
+        paths = _environment_paths(env, all_)
+        with console.status("synthesising") as status:
+            summary = synthesis.synth(paths, progress=lambda text: status.update(text))
+    except environments.EnvironmentError as error:
+        errors.print(f"[red]error:[/] {error}", markup=True, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    table = Table(title=f"Synthesised into {relative(DIST)}/ in {summary.seconds:.1f} s")
+    table.add_column("kind")
+    table.add_column("name")
+    table.add_column("wave", justify="right")
+    table.add_column("path")
+    for name, path in summary.modules.items():
+        table.add_row("module", name, "", relative(path))
+    for name, sha in summary.functions.items():
+        table.add_row("function", name, "", f"{relative(DIST)}/functions/{name}.zip  sha256 {sha[:12]}")
+    for env_name, stack, wave, path in summary.stacks:
+        table.add_row("stack", f"{env_name}/{stack}", str(wave), relative(path))
+    console.print(table)
+    console.print(
+        f"{len(summary.modules)} module(s), {len(summary.functions)} function(s), "
+        f"{len(summary.stacks)} stack(s)"
+    )
+
+
+@app.command()
+def check(
+    skip_checkov: Annotated[
+        bool, typer.Option("--skip-checkov", help="Only run terraform validate.")
+    ] = False,
+) -> None:
+    """terraform init + validate every generated module and stack, then checkov on dist/."""
+    from bundle import check as checks
+
+    started = time.perf_counter()
+    with console.status("checking") as status:
+        outcomes = checks.validate_all(progress=lambda text: status.update(text))
+        if not skip_checkov:
+            status.update("checkov on dist/")
+            outcome, _ = checks.run_checkov()
+            outcomes.append(outcome)
+    table = Table(title=f"Checks ({time.perf_counter() - started:.1f} s)")
+    table.add_column("what")
+    table.add_column("result")
+    table.add_column("detail")
+    for outcome in outcomes:
+        mark = "[green]ok[/]" if outcome.ok else "[red]FAILED[/]"
+        table.add_row(outcome.name, mark, outcome.detail.splitlines()[0] if outcome.detail else "")
+    console.print(table)
+    failed = [o for o in outcomes if not o.ok]
+    for outcome in failed:
+        errors.print(f"[red]{outcome.name}[/]\n{outcome.detail}")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("list")
+def list_() -> None:
+    """The modules with their inputs, and the environments with their stacks."""
+    from modules import REGISTRY
+
+    for name, module in sorted(REGISTRY.items()):
+        table = Table(title=f"module {name}: {module.title}", title_justify="left")
+        table.add_column("input")
+        table.add_column("type")
+        table.add_column("default")
+        for item in module.all_inputs():
+            table.add_row(item.name, item.type, "required" if item.required else repr(item.default))
+        console.print(table)
+    for path in environments.discover():
+        try:
+            loaded = environments.load(path)
+        except environments.EnvironmentError as error:
+            errors.print(f"[red]error:[/] {error}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        table = Table(title=f"environment {loaded.name}: {loaded.description}", title_justify="left")
+        table.add_column("wave", justify="right")
+        table.add_column("stack")
+        table.add_column("account")
+        table.add_column("modules")
+        for wave, stacks in loaded.waves().items():
+            for stack in stacks:
+                table.add_row(str(wave), stack.name, stack.account.id, ", ".join(stack.modules))
+        console.print(table)
+
+
+if __name__ == "__main__":
+    app()

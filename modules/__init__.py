@@ -1,0 +1,10 @@
+"""The security modules, one CDK Terrain construct each, registered by name."""
+
+from __future__ import annotations
+
+from bundle.module import ModuleStack
+from modules.notifications import NotificationsModule
+
+REGISTRY: dict[str, type[ModuleStack]] = {
+    module.name: module for module in (NotificationsModule,)
+}

@@ -1,0 +1,360 @@
+"""Module ``notifications``: where every playbook tells people what happened.
+
+KMS-encrypted SNS topics by severity receive findings (through EventBridge rules this
+module can create) and the reports of every other module's remediator. The paired
+``notifier`` Lambda turns each message into Slack, Microsoft Teams and Amazon Chime
+posts and a readable e-mail, published to a separate e-mail topic.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cdktn import Token
+from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktn_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
+from cdktn_provider_aws.kms_alias import KmsAlias
+from cdktn_provider_aws.kms_key import KmsKey
+from cdktn_provider_aws.lambda_permission import LambdaPermission
+from cdktn_provider_aws.sns_topic import SnsTopic
+from cdktn_provider_aws.sns_topic_policy import SnsTopicPolicy
+from cdktn_provider_aws.sns_topic_subscription import SnsTopicSubscription
+
+from bundle.inputs import (
+    EMAIL,
+    HTTPS_URL,
+    SECRET_NAME,
+    Input,
+    Rule,
+    integer_between,
+    number_between,
+    one_of,
+)
+from bundle.module import ModuleStack, Output, ref, splat
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+
+# EventBridge rules the module can create: which findings go to which severity topic.
+# GuardDuty severities are numbers (0-10); the threshold variable splits high from info.
+FINDING_RULES = {
+    "guardduty_high": (
+        "high",
+        "GuardDuty findings at or above the high-severity threshold",
+        {
+            "source": ["aws.guardduty"],
+            "detail-type": ["GuardDuty Finding"],
+            "detail": {"severity": [{"numeric": [">=", "THRESHOLD"]}]},
+        },
+    ),
+    "guardduty_info": (
+        "info",
+        "GuardDuty findings below the high-severity threshold",
+        {
+            "source": ["aws.guardduty"],
+            "detail-type": ["GuardDuty Finding"],
+            "detail": {"severity": [{"numeric": ["<", "THRESHOLD"]}]},
+        },
+    ),
+    "securityhub_high": (
+        "high",
+        "New Security Hub findings labelled HIGH or CRITICAL",
+        {
+            "source": ["aws.securityhub"],
+            "detail-type": ["Security Hub Findings - Imported"],
+            "detail": {
+                "findings": {
+                    "Severity": {"Label": ["HIGH", "CRITICAL"]},
+                    "Workflow": {"Status": ["NEW"]},
+                }
+            },
+        },
+    ),
+    "config_noncompliant": (
+        "info",
+        "AWS Config rule evaluations that turned NON_COMPLIANT",
+        {
+            "source": ["aws.config"],
+            "detail-type": ["Config Rules Compliance Change"],
+            "detail": {"newEvaluationResult": {"complianceType": ["NON_COMPLIANT"]}},
+        },
+    ),
+}
+
+INCLUDES_HIGH_AND_INFO = Rule(
+    condition='contains({v}, "high") && contains({v}, "info") && length(distinct({v})) == length({v})',
+    message="Must list each severity once and include both high and info.",
+    check=lambda v: "high" in v and "info" in v and len(set(v)) == len(v),
+)
+
+
+class NotificationsModule(ModuleStack):
+    name = "notifications"
+    title = "Notifications: severity topics, chat and e-mail"
+    summary = (
+        "KMS-encrypted SNS topics by severity that EventBridge (GuardDuty, Security Hub, "
+        "AWS Config findings) and every playbook remediator publish to; e-mail and https "
+        "subscriptions; and the `notifier` Lambda, which turns each message into Slack, "
+        "Microsoft Teams and Amazon Chime posts (webhook URLs from a Secrets Manager "
+        "secret) and a readable plain-text e-mail sent through a separate e-mail topic."
+    )
+    function = "notifier"
+    inputs = (
+        Input(
+            "severities",
+            "list(string)",
+            "Severity topics to create, one SNS topic each (`<name_prefix>-<severity>`). "
+            "Must include high and info, which the finding rules publish to.",
+            default=["high", "info"],
+            rules=(INCLUDES_HIGH_AND_INFO,),
+            each=(one_of(SEVERITIES),),
+        ),
+        Input(
+            "email_addresses",
+            "list(string)",
+            "E-mail addresses subscribed to the readable e-mail topic. Each address must "
+            "confirm the subscription from the message AWS sends it.",
+            default=[],
+            each=(EMAIL,),
+        ),
+        Input(
+            "https_endpoints",
+            "list(string)",
+            "https endpoints subscribed to every severity topic; they receive the raw "
+            "SNS JSON (for ticketing or SOAR systems). See "
+            "https://docs.aws.amazon.com/sns/latest/dg/sns-http-https-endpoint-as-subscriber.html.",
+            default=[],
+            each=(HTTPS_URL,),
+        ),
+        Input(
+            "webhook_secret_name",
+            "string",
+            "Name of the Secrets Manager secret holding the chat webhook URLs as JSON "
+            '(`{"slack": "https://...", "teams": "...", "chime": "..."}`, any subset). '
+            "Webhook URLs are credentials, so they never appear in variables or state. "
+            "Empty sends no chat messages.",
+            default="",
+            rules=(SECRET_NAME,),
+        ),
+        Input(
+            "create_notifier",
+            "bool",
+            "Whether to create the notifier Lambda (chat and readable e-mail). Without it "
+            "the topics still deliver raw JSON to https subscribers.",
+            default=True,
+        ),
+        Input(
+            "create_finding_rules",
+            "bool",
+            "Whether to create EventBridge rules that route GuardDuty, Security Hub and "
+            "AWS Config findings into the severity topics.",
+            default=True,
+        ),
+        Input(
+            "high_severity_threshold",
+            "number",
+            "GuardDuty severity (1.0-8.9) at or above which a finding goes to the high "
+            "topic; lower ones go to info. GuardDuty rates 7.0-8.9 High, 4.0-6.9 Medium. "
+            "See https://docs.aws.amazon.com/guardduty/latest/ug/guardduty_findings-severity.html.",
+            default=7,
+            rules=(number_between(1, 8.9),),
+        ),
+        Input(
+            "kms_deletion_window_days",
+            "number",
+            "Waiting period before the module's KMS key is deleted after destroy (7-30).",
+            default=30,
+            rules=(integer_between(7, 30),),
+        ),
+    )
+    outputs = (
+        Output("kms_key_arn", "ARN of the KMS key that encrypts the topics, queue and logs."),
+        Output("topic_arns", "Map of severity to SNS topic ARN; publish findings and reports here."),
+        Output("email_topic_arn", "ARN of the topic carrying readable e-mails."),
+        Output("notifier_function_arn", "ARN of the notifier Lambda function."),
+        Output("notifier_dlq_arn", "ARN of the notifier's dead-letter queue."),
+        Output("event_rule_arns", "Map of finding rule name to EventBridge rule ARN."),
+    )
+
+    def build(self) -> None:
+        key = KmsKey(
+            self,
+            "this",
+            count=self.count,
+            description="Playbook as Code notifications: SNS topics, DLQ and logs",
+            enable_key_rotation=True,
+            deletion_window_in_days=Token.as_number("${var.kms_deletion_window_days}"),
+            policy=self.expr(f"jsonencode({self._key_policy()})"),
+            tags=self.tags(),
+        )
+        key_arn = self.expr(ref(key, "arn"))
+        KmsAlias(
+            self,
+            "this_alias",
+            count=self.count,
+            name="alias/${var.name_prefix}-notifications",
+            target_key_id=self.expr(ref(key, "key_id")),
+        )
+
+        topics = SnsTopic(
+            self,
+            "severity",
+            name="${var.name_prefix}-${each.key}",
+            kms_master_key_id=key_arn,
+            tags=self.tags(),
+        )
+        topics.add_override("for_each", "${var.create ? toset(var.severities) : toset([])}")
+        SnsTopicPolicy(
+            self,
+            "severity_policy",
+            arn="${aws_sns_topic.severity[each.key].arn}",
+            policy=self.expr(
+                "jsonencode(" + self._topic_policy("aws_sns_topic.severity[each.key].arn") + ")"
+            ),
+        ).add_override("for_each", "${aws_sns_topic.severity}")
+
+        email_topic = SnsTopic(
+            self,
+            "email",
+            count=self.count,
+            name="${var.name_prefix}-email",
+            kms_master_key_id=key_arn,
+            tags=self.tags(),
+        )
+        SnsTopicSubscription(
+            self,
+            "email_subscription",
+            topic_arn=self.expr(ref(email_topic, "arn")),
+            protocol="email",
+            endpoint="${each.value}",
+        ).add_override("for_each", "${var.create ? toset(var.email_addresses) : toset([])}")
+        SnsTopicSubscription(
+            self,
+            "https_subscription",
+            topic_arn="${aws_sns_topic.severity[each.value[0]].arn}",
+            protocol="https",
+            endpoint="${each.value[1]}",
+        ).add_override(
+            "for_each",
+            '${{for pair in setproduct(var.create ? var.severities : [], var.https_endpoints) : '
+            '"${pair[0]} ${pair[1]}" => pair}}',
+        )
+
+        notifier_enabled = "var.create && var.create_notifier"
+        secret_arns = (
+            'var.webhook_secret_name == "" ? [] : ['
+            '"arn:${data.aws_partition.partition.partition}:secretsmanager:'
+            "${data.aws_region.region.id}:${data.aws_caller_identity.current.account_id}:"
+            'secret:${var.webhook_secret_name}-??????"]'
+        )
+        notifier = self.remediator(
+            count_expression=f"{notifier_enabled} ? 1 : 0",
+            kms_key_arn=key_arn,
+            resources={
+                "webhook_secret": secret_arns,
+                "email_topic": splat(email_topic, "arn"),
+                "kms_key": splat(key, "arn"),
+            },
+            environment={
+                "WEBHOOK_SECRET_NAME": "${var.webhook_secret_name}",
+                "EMAIL_TOPIC_ARN": self.expr(ref(email_topic, "arn")),
+            },
+        )
+        subscribe = f"${{{notifier_enabled} ? aws_sns_topic.severity : {{}}}}"
+        LambdaPermission(
+            self,
+            "notifier_invoke",
+            statement_id="AllowSnsInvoke",
+            action="lambda:InvokeFunction",
+            function_name=self.expr(ref(notifier, "function_name")),
+            principal="sns.amazonaws.com",
+            source_arn="${each.value.arn}",
+        ).add_override("for_each", subscribe)
+        SnsTopicSubscription(
+            self,
+            "notifier_subscription",
+            topic_arn="${each.value.arn}",
+            protocol="lambda",
+            endpoint=self.expr(ref(notifier, "arn")),
+            depends_on=[],
+        ).add_override("for_each", subscribe)
+
+        rules_enabled = "var.create && var.create_finding_rules"
+        for rule_id, (severity, description, pattern) in FINDING_RULES.items():
+            count = Token.as_number(f"${{{rules_enabled} ? 1 : 0}}")
+            rule = CloudwatchEventRule(
+                self,
+                rule_id,
+                count=count,
+                name=f"${{var.name_prefix}}-{rule_id.replace('_', '-')}",
+                description=description,
+                event_pattern=self.expr(_pattern_expression(pattern)),
+                tags=self.tags(),
+            )
+            CloudwatchEventTarget(
+                self,
+                f"{rule_id}_target",
+                count=count,
+                rule=self.expr(ref(rule, "name")),
+                target_id="severity-topic",
+                arn=f"${{aws_sns_topic.severity[\"{severity}\"].arn}}",
+            )
+
+        self.output("kms_key_arn", f"try({ref(key, 'arn')}, null)")
+        self.output("topic_arns", "{for severity, topic in aws_sns_topic.severity : severity => topic.arn}")
+        self.output("email_topic_arn", f"try({ref(email_topic, 'arn')}, null)")
+        self.output("notifier_function_arn", f"try({ref(notifier, 'arn')}, null)")
+        self.output("notifier_dlq_arn", "try(aws_sqs_queue.notifier_dlq[0].arn, null)")
+        self.output(
+            "event_rule_arns",
+            "{" + ", ".join(
+                f'"{rule_id}" = try(aws_cloudwatch_event_rule.{rule_id}[0].arn, null)'
+                for rule_id in FINDING_RULES
+            ) + "}",
+        )
+
+    def _key_policy(self) -> str:
+        account = "data.aws_caller_identity.current.account_id"
+        partition = "data.aws_partition.partition.partition"
+        region = "data.aws_region.region.id"
+        use = '["kms:Decrypt", "kms:GenerateDataKey*"]'
+        same_account = f'{{StringEquals = {{"aws:SourceAccount" = {account}}}}}'
+        return (
+            '{Version = "2012-10-17", Statement = ['
+            f'{{Sid = "AccountAdministersKey", Effect = "Allow", '
+            f'Principal = {{AWS = "arn:${{{partition}}}:iam::${{{account}}}:root"}}, '
+            f'Action = "kms:*", Resource = "*"}}, '
+            f'{{Sid = "EventBridgePublishesToTopics", Effect = "Allow", '
+            f'Principal = {{Service = "events.amazonaws.com"}}, Action = {use}, '
+            f'Resource = "*", Condition = {same_account}}}, '
+            f'{{Sid = "SnsDeliversEncryptedMessages", Effect = "Allow", '
+            f'Principal = {{Service = "sns.amazonaws.com"}}, Action = {use}, '
+            f'Resource = "*", Condition = {same_account}}}, '
+            f'{{Sid = "CloudWatchLogsEncryptsLogGroups", Effect = "Allow", '
+            f'Principal = {{Service = "logs.${{{region}}}.amazonaws.com"}}, '
+            '"Action" = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"], '
+            'Resource = "*", Condition = {ArnLike = {"kms:EncryptionContext:aws:logs:arn" = '
+            f'"arn:${{{partition}}}:logs:${{{region}}}:${{{account}}}:log-group:*"}}}}}}'
+            "]}"
+        )
+
+    def _topic_policy(self, topic_arn: str) -> str:
+        account = "data.aws_caller_identity.current.account_id"
+        partition = "data.aws_partition.partition.partition"
+        return (
+            '{Version = "2012-10-17", Statement = ['
+            '{Sid = "AccountManagesTopic", Effect = "Allow", '
+            f'Principal = {{AWS = "arn:${{{partition}}}:iam::${{{account}}}:root"}}, '
+            'Action = ["sns:Publish", "sns:Subscribe", "sns:GetTopicAttributes", '
+            '"sns:SetTopicAttributes", "sns:ListSubscriptionsByTopic"], '
+            f"Resource = {topic_arn}}}, "
+            '{Sid = "EventBridgeInThisAccountPublishes", Effect = "Allow", '
+            'Principal = {Service = "events.amazonaws.com"}, Action = "sns:Publish", '
+            f'Resource = {topic_arn}, Condition = {{StringEquals = {{"aws:SourceAccount" = {account}}}}}}}'
+            "]}"
+        )
+
+
+def _pattern_expression(pattern: dict[str, object]) -> str:
+    """``jsonencode(...)`` of an event pattern, with the threshold variable spliced in."""
+    text = json.dumps(pattern, sort_keys=True).replace('"THRESHOLD"', "var.high_severity_threshold")
+    return "jsonencode(" + text + ")"

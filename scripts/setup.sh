@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Provision everything the project needs, idempotently, from package registries only:
+#   .venv          the project and its dev tools
+#   .venv-checkov  checkov alone (it pins its own boto3 and clashes with python-hcl2)
+#   .tools/node    a jsii-supported Node.js (>= 22) when the system one is older
+# Each step records a stamp keyed on its inputs, so a second run costs seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+PYTHON="${PYTHON:-python3}"
+STAMPS="$ROOT/.cache/stamps"
+mkdir -p "$STAMPS"
+
+stamp_ok() { [[ -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]; }
+stamp_set() { printf '%s' "$2" >"$STAMPS/$1"; }
+
+key=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if ! stamp_ok venv "$key" || [[ ! -x .venv/bin/python ]]; then
+  echo "setup: creating .venv (project + dev extra)"
+  "$PYTHON" -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[dev]'
+  stamp_set venv "$key"
+fi
+
+CHECKOV_SPEC="checkov==3.3.30"
+if ! stamp_ok checkov "$CHECKOV_SPEC" || [[ ! -x .venv-checkov/bin/checkov ]]; then
+  echo "setup: creating .venv-checkov ($CHECKOV_SPEC)"
+  "$PYTHON" -m venv .venv-checkov
+  .venv-checkov/bin/python -m pip install --quiet --upgrade pip
+  .venv-checkov/bin/python -m pip install --quiet "$CHECKOV_SPEC"
+  stamp_set checkov "$CHECKOV_SPEC"
+fi
+
+# jsii supports Node 22 and 24 only; provision Node 22 from the npm registry when needed.
+NODE_SPEC="node@22"
+system_major=$(node --version 2>/dev/null | sed -E 's/^v([0-9]+).*/\1/' || echo 0)
+if [[ "${system_major:-0}" -lt 22 ]]; then
+  if ! stamp_ok node "$NODE_SPEC" || [[ ! -x .tools/node/node_modules/.bin/node ]]; then
+    echo "setup: installing $NODE_SPEC into .tools/node (system node is v${system_major})"
+    mkdir -p .tools/node
+    npm install --silent --no-audit --no-fund --prefix .tools/node "$NODE_SPEC" >/dev/null
+    stamp_set node "$NODE_SPEC"
+  fi
+fi
+echo "setup: ready"
