@@ -26,12 +26,12 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
-def _environment_paths(env: list[str] | None, all_: bool) -> list[Path]:
-    if env and all_:
-        errors.print("[red]error:[/] give --env or --all, not both")
+def _environment_paths(env: list[str] | None, files: list[Path] | None, all_: bool) -> list[Path]:
+    if (env or files) and all_:
+        errors.print("[red]error:[/] give --env/--file or --all, not both")
         raise typer.Exit(EXIT_BAD_INPUT)
-    if env:
-        return [environments.find(name) for name in env]
+    if env or files:
+        return [environments.find(name) for name in env or []] + list(files or [])
     return environments.discover()
 
 
@@ -40,6 +40,10 @@ def synth(
     env: Annotated[
         list[str] | None,
         typer.Option("--env", "-e", help="Environment name (environments/NAME.yaml); repeatable."),
+    ] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Option("--file", "-f", help="An environment file anywhere on disk; repeatable."),
     ] = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Every environment under environments/ (the default).")
@@ -54,7 +58,7 @@ def synth(
     from bundle import synth as synthesis
 
     try:
-        paths = _environment_paths(env, all_)
+        paths = _environment_paths(env, files, all_)
         with console.status("synthesising") as status:
             summary = synthesis.synth(paths, progress=lambda text: status.update(text))
     except environments.EnvironmentError as error:

@@ -167,8 +167,10 @@ class ModuleStack(TerraformStack):
                 TerraformVariableValidationConfig(
                     condition=v["condition"], error_message=v["error_message"]
                 )
-                for v in block.get("validation", [])
-            ],
+                for v in block["validation"]
+            ]
+            if "validation" in block
+            else None,
         )
 
     # Expressions -------------------------------------------------------------------

@@ -7,6 +7,7 @@ exits (or the process ends: the server thread is a daemon).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import time
@@ -42,6 +43,9 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[MotoServer]:
+    # Modules attach AWS managed policies (AWSXRayDaemonWriteAccess); moto knows them only
+    # when asked to load them.
+    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
     from moto.server import ThreadedMotoServer
 
     port = _free_port()
@@ -58,6 +62,16 @@ def moto_server() -> Iterator[MotoServer]:
                 server.stop()
                 raise RuntimeError(f"moto server on {endpoint} did not start") from None
             time.sleep(0.1)
+    # No Docker here: moto's Docker-less Lambda backend accepts SNS deliveries to Lambda
+    # subscriptions without running code (tests run handlers in-process instead).
+    configure = urllib.request.Request(
+        f"{endpoint}/moto-api/config",
+        data=json.dumps({"lambda": {"use_docker": False}}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(configure, timeout=10):
+        pass
     try:
         yield MotoServer(endpoint)
     finally:

@@ -263,7 +263,7 @@ class NotificationsModule(ModuleStack):
         LambdaPermission(
             self,
             "notifier_invoke",
-            statement_id="AllowSnsInvoke",
+            statement_id="AllowSnsInvoke-${each.key}",
             action="lambda:InvokeFunction",
             function_name=self.expr(ref(notifier, "function_name")),
             principal="sns.amazonaws.com",

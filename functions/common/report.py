@@ -8,6 +8,8 @@ EventBridge rule too. Remediators never format chat or e-mail text themselves.
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +19,17 @@ from functions.common import aws
 SOURCE_PREFIX = "playbook."
 DETAIL_TYPE = "Playbook Remediation"
 SEVERITIES = ("HIGH", "MEDIUM", "LOW", "INFO")
+SNS_SUBJECT_LIMIT = 99  # SNS wants fewer than 100 characters
+
+
+def sns_subject(text: str) -> str:
+    """``text`` as SNS accepts a Subject: ASCII, no line breaks or control characters,
+    under 100 characters (cut with an ellipsis)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    cleaned = re.sub(r"[\x00-\x1f\x7f]", "", " ".join(ascii_text.split()))
+    if len(cleaned) <= SNS_SUBJECT_LIMIT:
+        return cleaned
+    return cleaned[: SNS_SUBJECT_LIMIT - 3].rstrip() + "..."
 
 
 def remediation_report(
@@ -54,7 +67,7 @@ def remediation_report(
 
 def publish(topic_arn: str, report: dict[str, Any]) -> str:
     """Publish ``report`` to ``topic_arn``; returns the SNS message id."""
-    subject = f"[{report['detail']['severity']}] {report['detail']['title']}"[:100]
+    subject = sns_subject(f"[{report['detail']['severity']}] {report['detail']['title']}")
     response = aws.client("sns").publish(
         TopicArn=topic_arn, Subject=subject, Message=json.dumps(report, sort_keys=True)
     )

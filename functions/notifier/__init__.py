@@ -1,0 +1,1 @@
+"""The notifier remediator: formats alerts from the severity topics for chat and e-mail."""

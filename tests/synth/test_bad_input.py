@@ -1,0 +1,146 @@
+"""Malformed environment files: exit status 2, a message naming the file and the key,
+and dist/ exactly as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import main
+from tests.conftest import tree_digest
+
+pytestmark = pytest.mark.synth
+
+GOOD: dict = {
+    "name": "broken",
+    "backend": {"bucket": "state-bucket", "region": "us-east-1"},
+    "defaults": {"regions": ["us-east-1"], "modules": {"notifications": {}}},
+    "accounts": [
+        {"name": "one", "id": "111111111111", "role_arn": "arn:aws:iam::111111111111:role/Deploy"},
+        {"name": "two", "id": "222222222222", "role_arn": "arn:aws:iam::222222222222:role/Deploy"},
+    ],
+}
+
+
+def mutate(path: str, value: object) -> dict:
+    data = yaml.safe_load(yaml.safe_dump(GOOD))
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return data
+
+
+CASES = {
+    "unknown module": (
+        mutate("accounts.1.modules", {"notifcations": {}}),
+        "accounts[1].modules.notifcations: unknown module",
+    ),
+    "unknown key": (
+        mutate("accounts.0.regoins", ["us-east-1"]),
+        "accounts[0].regoins: unknown key",
+    ),
+    "unknown module parameter": (
+        mutate("accounts.1.modules", {"notifications": {"emails": ["a@example.com"]}}),
+        "accounts[1].modules.notifications.emails: unknown key",
+    ),
+    "invalid account id": (
+        mutate("accounts.1.id", "12345"),
+        "accounts[1].id: must be a 12-digit AWS account id",
+    ),
+    "unquoted account id": (
+        mutate("accounts.1.id", 222222222222),
+        "accounts[1].id: Input should be a valid string",
+    ),
+    "bad role arn": (
+        mutate("accounts.0.role_arn", "arn:aws:iam::111111111111:user/someone"),
+        "accounts[0].role_arn: must be an IAM role ARN",
+    ),
+    "bad e-mail": (
+        mutate("accounts.1.modules", {"notifications": {"email_addresses": ["ops@example.com", "not-an-address"]}}),
+        "accounts[1].modules.notifications.email_addresses[1]: Must be an e-mail address",
+    ),
+    "bad https endpoint": (
+        mutate("accounts.0.modules", {"notifications": {"https_endpoints": ["http://insecure.example.com"]}}),
+        "accounts[0].modules.notifications.https_endpoints[0]: Must be an https:// URL",
+    ),
+    "bad parameter in defaults": (
+        mutate("defaults.modules", {"notifications": {"high_severity_threshold": 11}}),
+        "defaults.modules.notifications.high_severity_threshold: Must be a number from 1 to 8.9",
+    ),
+    "duplicate account": (
+        {**GOOD, "accounts": [GOOD["accounts"][0], dict(GOOD["accounts"][0])]},
+        "accounts[1].name: duplicate account name 'one' (also accounts[0])",
+    ),
+}
+
+
+@pytest.fixture
+def dist_before(dist: Path) -> dict[str, str]:
+    return tree_digest(dist)
+
+
+def run_synth(path: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main.app, ["synth", "--file", str(path)])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_environment_is_rejected(case: str, tmp_path: Path, dist: Path, dist_before: dict[str, str]) -> None:
+    data, expected = CASES[case]
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    code, output = run_synth(path)
+    assert code == 2, output
+    flat = " ".join(output.split())
+    assert str(path) in flat or "broken.yaml" in flat
+    assert expected in flat, output
+    assert tree_digest(dist) == dist_before
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path, dist: Path, dist_before: dict[str, str]) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\naccounts:\n  - name: one\n    id: [unclosed\n")
+    code, output = run_synth(path)
+    assert code == 2
+    assert "YAML syntax error at line" in " ".join(output.split())
+    assert tree_digest(dist) == dist_before
+
+
+def test_duplicate_yaml_key_is_an_error(tmp_path: Path, dist: Path, dist_before: dict[str, str]) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(GOOD, sort_keys=False) + "name: again\n")
+    code, output = run_synth(path)
+    assert code == 2
+    assert "duplicate key 'name'" in " ".join(output.split())
+    assert tree_digest(dist) == dist_before
+
+
+def test_name_must_match_file(tmp_path: Path, dist: Path, dist_before: dict[str, str]) -> None:
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(GOOD))
+    code, output = run_synth(path)
+    assert code == 2
+    assert "name: must match the file name ('other')" in " ".join(output.split())
+    assert tree_digest(dist) == dist_before
+
+
+def test_valid_file_outside_environments_synthesises(tmp_path: Path, dist: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(GOOD))
+    code, output = run_synth(path)
+    try:
+        assert code == 0, output
+        assert (dist / "environments" / "broken" / "two-us-east-1" / "main.tf.json").exists()
+        assert (dist / "environments" / "example").is_dir(), "other environments are kept"
+    finally:
+        import shutil
+
+        shutil.rmtree(dist / "environments" / "broken", ignore_errors=True)

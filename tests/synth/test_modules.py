@@ -1,0 +1,196 @@
+"""Assertions on the synthesised module and stack JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bundle.paths import ROOT
+from bundle.versions import AWS_PROVIDER_CONSTRAINT
+from modules import REGISTRY
+
+pytestmark = pytest.mark.synth
+
+OUTPUT_NAME = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*_(arn|arns|id|ids|name|names|url)$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module", params=sorted(REGISTRY))
+def module(request: pytest.FixtureRequest, dist: Path) -> tuple[str, dict[str, Any], Path]:
+    folder = dist / "modules" / request.param
+    return request.param, load(folder / "main.tf.json"), folder
+
+
+def test_module_has_no_provider_backend_or_metadata(module: tuple[str, dict[str, Any], Path]) -> None:
+    _, data, _ = module
+    assert "provider" not in data
+    assert "backend" not in data["terraform"]
+    assert '"//":' not in json.dumps(data), "cdktn metadata must be stripped"
+
+
+def test_module_declares_versions(module: tuple[str, dict[str, Any], Path]) -> None:
+    _, data, _ = module
+    assert data["terraform"]["required_version"].startswith(">=")
+    aws = data["terraform"]["required_providers"]["aws"]
+    assert aws == {"source": "hashicorp/aws", "version": AWS_PROVIDER_CONSTRAINT}
+
+
+def test_module_has_no_absolute_path_or_timestamp(module: tuple[str, dict[str, Any], Path]) -> None:
+    _, data, folder = module
+    text = (folder / "main.tf.json").read_text()
+    assert str(ROOT) not in text
+    assert "/tmp/" not in text
+    assert not re.search(r"20\d\d-\d\d-\d\dT\d\d:\d\d", text), "no timestamps in generated code"
+
+
+def test_every_input_is_a_described_typed_variable(module: tuple[str, dict[str, Any], Path]) -> None:
+    name, data, _ = module
+    variables = data["variable"]
+    expected = {item.name for item in REGISTRY[name].all_inputs()}
+    assert set(variables) == expected
+    for variable_name, block in variables.items():
+        assert block["type"], variable_name
+        assert len(block["description"]) > 20, variable_name
+    assert variables["create"] == {
+        "default": True,
+        "description": variables["create"]["description"],
+        "nullable": False,
+        "type": "bool",
+    }
+
+
+def test_constrained_inputs_have_validation(module: tuple[str, dict[str, Any], Path]) -> None:
+    name, data, _ = module
+    for item in REGISTRY[name].all_inputs():
+        block = data["variable"][item.name]
+        if item.rules or item.each:
+            conditions = [v["condition"] for v in block["validation"]]
+            assert len(conditions) == len(item.rules) + len(item.each)
+            assert all(c.startswith("${") and f"var.{item.name}" in c for c in conditions)
+            assert all(v["error_message"].endswith(".") for v in block["validation"])
+        else:
+            assert "validation" not in block
+
+
+def test_every_resource_obeys_create(module: tuple[str, dict[str, Any], Path]) -> None:
+    _, data, _ = module
+    for resource_type, resources in data["resource"].items():
+        for resource_name, block in resources.items():
+            guard = block.get("count") or block.get("for_each")
+            assert guard, f"{resource_type}.{resource_name} has neither count nor for_each"
+            chain = json.dumps(guard)
+            # either it tests var.create itself, or it iterates something that does
+            assert "var.create" in chain or re.search(r"aws_[a-z_]+\.[a-z_]+", chain), (
+                f"{resource_type}.{resource_name}: {guard}"
+            )
+
+
+def test_outputs_follow_naming_and_are_described(module: tuple[str, dict[str, Any], Path]) -> None:
+    name, data, _ = module
+    declared = {o.name for o in REGISTRY[name].outputs}
+    assert set(data["output"]) == declared
+    for output_name, block in data["output"].items():
+        assert OUTPUT_NAME.match(output_name), output_name
+        assert block["description"]
+
+
+def test_taggable_resources_carry_module_tags(module: tuple[str, dict[str, Any], Path]) -> None:
+    _, data, _ = module
+    assert '"ManagedBy": "playbook-as-code"' in data["locals"]["module_tags"]
+    for resource_type in ("aws_kms_key", "aws_sns_topic", "aws_sqs_queue", "aws_lambda_function",
+                          "aws_iam_role", "aws_cloudwatch_log_group", "aws_cloudwatch_event_rule"):
+        for resource_name, block in data["resource"].get(resource_type, {}).items():
+            assert "local.module_tags" in block["tags"], f"{resource_type}.{resource_name}"
+
+
+def test_function_zip_sits_beside_the_module(module: tuple[str, dict[str, Any], Path], dist: Path) -> None:
+    name, data, folder = module
+    function = REGISTRY[name].function
+    if function is None:
+        pytest.skip(f"{name} has no remediator")
+    lambda_block = data["resource"]["aws_lambda_function"][function]
+    assert lambda_block["filename"] == "${path.module}/function.zip"
+    assert "filebase64sha256" in lambda_block["source_code_hash"]
+    assert (folder / "function.zip").read_bytes() == (dist / "functions" / f"{function}.zip").read_bytes()
+    assert lambda_block["tracing_config"] == {"mode": "Active"}
+    assert "dead_letter_config" in lambda_block
+    assert lambda_block["reserved_concurrent_executions"] == "${var.reserved_concurrency}"
+
+
+def test_module_readme_lists_inputs_and_outputs(module: tuple[str, dict[str, Any], Path]) -> None:
+    name, data, folder = module
+    readme = (folder / "README.md").read_text()
+    for variable_name in data["variable"]:
+        assert f"| `{variable_name}` |" in readme
+    for output_name in data["output"]:
+        assert f"| `{output_name}` |" in readme
+
+
+def test_notifications_resources(dist: Path) -> None:
+    data = load(dist / "modules" / "notifications" / "main.tf.json")
+    resources = data["resource"]
+    key = resources["aws_kms_key"]["this"]
+    assert key["enable_key_rotation"] is True
+    policy = key["policy"]
+    for principal in ("events.amazonaws.com", "sns.amazonaws.com", "logs.${data.aws_region.region.id}.amazonaws.com"):
+        assert principal in policy
+    topics = resources["aws_sns_topic"]
+    assert topics["severity"]["for_each"] == "${var.create ? toset(var.severities) : toset([])}"
+    assert all("kms_master_key_id" in topic for topic in topics.values())
+    topic_policy = resources["aws_sns_topic_policy"]["severity_policy"]["policy"]
+    assert "events.amazonaws.com" in topic_policy and "aws:SourceAccount" in topic_policy
+    subscriptions = resources["aws_sns_topic_subscription"]
+    assert subscriptions["email_subscription"]["protocol"] == "email"
+    assert subscriptions["https_subscription"]["protocol"] == "https"
+    assert subscriptions["notifier_subscription"]["protocol"] == "lambda"
+    secrets = json.dumps(resources)
+    assert "hooks.slack.com" not in secrets and "webhook.office.com" not in secrets
+
+
+def test_notifier_policy_is_generated_from_declared_permissions(dist: Path) -> None:
+    from functions.notifier.permissions import PERMISSIONS
+
+    data = load(dist / "modules" / "notifications" / "main.tf.json")
+    policy = data["resource"]["aws_iam_role_policy"]["notifier_policy"]["policy"]
+    for permission in PERMISSIONS:
+        assert f'"{permission.action}"' in policy
+    assert '"*"' not in policy, "no wildcard resource in the generated policy"
+    assert "Action = \"*\"" not in policy
+    actions = set(re.findall(r'"([a-z0-9]+:[A-Za-z*]+)"', policy))
+    infrastructure = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
+    assert actions - infrastructure == {p.action for p in PERMISSIONS}
+
+
+def test_stacks_compose_modules_per_account_and_region(dist: Path) -> None:
+    stacks = sorted((dist / "environments" / "example").iterdir())
+    assert [s.name for s in stacks] == [
+        "security-tooling-eu-west-1",
+        "security-tooling-us-east-1",
+        "workloads-prod-eu-west-1",
+        "workloads-prod-us-east-1",
+    ]
+    data = load(dist / "environments" / "example" / "workloads-prod-eu-west-1" / "main.tf.json")
+    provider = data["provider"]["aws"][0]
+    assert provider["region"] == "eu-west-1"
+    assert provider["allowed_account_ids"] == ["222222222222"]
+    assert provider["assume_role"][0]["role_arn"] == "arn:aws:iam::222222222222:role/PlaybookDeployer"
+    assert provider["default_tags"][0]["tags"]["DataClassification"] == "confidential"
+    assert provider["default_tags"][0]["tags"]["Owner"] == "security-engineering"
+    backend = data["terraform"]["backend"]["s3"]
+    assert backend["key"] == "playbook-as-code/example/workloads-prod-eu-west-1/terraform.tfstate"
+    assert backend["use_lockfile"] is True and backend["encrypt"] is True
+    call = data["module"]["notifications"]
+    assert call["source"] == "../../../modules/notifications"
+    assert (dist / "environments" / "example" / "workloads-prod-eu-west-1" / call["source"]).resolve() == (
+        dist / "modules" / "notifications"
+    ).resolve()
+    assert call["email_addresses"] == ["prod-oncall@example.com", "secops@example.com"]
+    assert call["webhook_secret_name"] == "playbook/notifier-webhooks"  # from defaults
+    assert set(data["output"]) >= {"notifications_topic_arns", "notifications_kms_key_arn"}
