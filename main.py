@@ -73,7 +73,9 @@ def synth(
     for name, path in summary.modules.items():
         table.add_row("module", name, "", relative(path))
     for name, sha in summary.functions.items():
-        table.add_row("function", name, "", f"{relative(DIST)}/functions/{name}.zip  sha256 {sha[:12]}")
+        table.add_row(
+            "function", name, "", f"{relative(DIST)}/functions/{name}.zip  sha256 {sha[:12]}"
+        )
     for env_name, stack, wave, path in summary.stacks:
         table.add_row("stack", f"{env_name}/{stack}", str(wave), relative(path))
     console.print(table)
@@ -114,6 +116,16 @@ def check(
         raise typer.Exit(EXIT_FAILED)
 
 
+@app.command()
+def docs() -> None:
+    """Write docs/modules/<module>.md (inputs, outputs, permissions) from the module definitions."""
+    from bundle.paths import ROOT
+    from bundle.readme import write_docs
+
+    for path in write_docs(ROOT / "docs" / "modules"):
+        console.print(f"wrote {relative(path)}")
+
+
 @app.command("list")
 def list_() -> None:
     """The modules with their inputs, and the environments with their stacks."""
@@ -133,7 +145,9 @@ def list_() -> None:
         except environments.EnvironmentError as error:
             errors.print(f"[red]error:[/] {error}")
             raise typer.Exit(EXIT_BAD_INPUT) from None
-        table = Table(title=f"environment {loaded.name}: {loaded.description}", title_justify="left")
+        table = Table(
+            title=f"environment {loaded.name}: {loaded.description}", title_justify="left"
+        )
         table.add_column("wave", justify="right")
         table.add_column("stack")
         table.add_column("account")

@@ -114,7 +114,9 @@ def checkov_copy(dist: Path = DIST) -> Path:
     return target
 
 
-def run_checkov(dist: Path = DIST, extra_args: Sequence[str] = ()) -> tuple[Outcome, dict[str, object]]:
+def run_checkov(
+    dist: Path = DIST, extra_args: Sequence[str] = ()
+) -> tuple[Outcome, dict[str, object]]:
     if not CHECKOV.exists():
         return Outcome("checkov", False, "checkov is not installed: run `make setup`"), {}
     skips = checkov_skips()

@@ -57,7 +57,7 @@ Slug = Annotated[
 ]
 AccountId = Annotated[
     StrictStr,
-    _pattern(r"[0-9]{12}", "must be a 12-digit AWS account id, quoted (\"012345678901\")"),
+    _pattern(r"[0-9]{12}", 'must be a 12-digit AWS account id, quoted ("012345678901")'),
 ]
 Region = Annotated[
     StrictStr,
@@ -164,7 +164,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
         key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark
+                None,
+                None,
+                f"duplicate key {key!r} (first on line {seen[key]})",
+                key_node.start_mark,
             )
         seen[key] = key_node.start_mark.line + 1
     return loader.construct_mapping(node)
@@ -172,7 +175,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -222,7 +225,7 @@ def load(path: Path) -> Environment:
     except OSError as error:
         raise EnvironmentError(path, [f"cannot read the file: {error.strerror}"]) from None
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
@@ -253,8 +256,7 @@ def load(path: Path) -> Environment:
         problems += module_problems
         tags = {**parsed.defaults.tags, **account.tags}
         stacks += [
-            Stack(parsed.name, account, region, modules, tags, parsed.backend)
-            for region in regions
+            Stack(parsed.name, account, region, modules, tags, parsed.backend) for region in regions
         ]
     if problems:
         raise EnvironmentError(path, problems)
@@ -283,8 +285,10 @@ def _account_modules(
     problems = []
     merged: dict[str, dict[str, Any]] = {}
     sources: dict[str, dict[str, str]] = {}
-    for origin, modules in (("defaults.modules", defaults.modules),
-                            (f"accounts[{index}].modules", account.modules)):
+    for origin, modules in (
+        ("defaults.modules", defaults.modules),
+        (f"accounts[{index}].modules", account.modules),
+    ):
         for module, parameters in modules.items():
             if module not in known:
                 problems.append(

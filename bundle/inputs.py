@@ -71,9 +71,9 @@ def integer_between(low: int, high: int) -> Rule:
     return Rule(
         condition=f"{VALUE} >= {low} && {VALUE} <= {high} && floor({VALUE}) == {VALUE}",
         message=f"Must be a whole number from {low} to {high}.",
-        check=lambda value: isinstance(value, int)
-        and not isinstance(value, bool)
-        and low <= value <= high,
+        check=lambda value: (
+            isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+        ),
     )
 
 
@@ -81,9 +81,9 @@ def number_between(low: float, high: float) -> Rule:
     return Rule(
         condition=f"{VALUE} >= {low} && {VALUE} <= {high}",
         message=f"Must be a number from {low} to {high}.",
-        check=lambda value: isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and low <= value <= high,
+        check=lambda value: (
+            isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
+        ),
     )
 
 
@@ -171,13 +171,16 @@ class Input:
             block["default"] = self.default
             block["nullable"] = False
         validations = [
-            {"condition": f"${{{rule.terraform(f'var.{self.name}')}}}", "error_message": rule.message}
+            {
+                "condition": f"${{{rule.terraform(f'var.{self.name}')}}}",
+                "error_message": rule.message,
+            }
             for rule in self.rules
         ]
         validations += [
             {
-                "condition": "${alltrue([for item in var.%s : %s])}"
-                % (self.name, rule.terraform("item")),
+                "condition": f"${{alltrue([for item in var.{self.name} : "
+                f"{rule.terraform('item')}])}}",
                 "error_message": rule.message,
             }
             for rule in self.each
@@ -190,7 +193,7 @@ class Input:
         base = _PYTHON_TYPES[self.type]
         if self.each:
             element = Annotated[StrictStr, *(AfterValidator(_checker(r)) for r in self.each)]
-            base = list[element]  # type: ignore[valid-type]
+            base = list[element]
         if self.rules:
             return Annotated[base, *(AfterValidator(_checker(r)) for r in self.rules)]
         return base
@@ -210,7 +213,7 @@ def parameters_model(module: str, inputs: Sequence[Input]) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for item in inputs:
         fields[item.name] = (item.python_type(), ... if item.required else item.default)
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(
         f"{module}_parameters",
         __config__=ConfigDict(extra="forbid", frozen=True),
         **fields,

@@ -227,7 +227,7 @@ class ModuleStack(TerraformStack):
         """
         assert self.function is not None
         name = self.function
-        declared = _declared_permissions(name)
+        declared = declared_permissions(name)
         unknown = {p.resource for p in declared} - set(resources)
         if unknown:
             raise ValueError(f"{self.name}: no ARNs given for {sorted(unknown)} of {name}")
@@ -322,12 +322,14 @@ class ModuleStack(TerraformStack):
             reserved_concurrent_executions=Token.as_number("${var.reserved_concurrency}"),
             kms_key_arn=kms_key_arn,
             layers=[
-                "${var.powertools_layer_arn != \"\" ? var.powertools_layer_arn : "
+                '${var.powertools_layer_arn != "" ? var.powertools_layer_arn : '
                 + _hcl_template(POWERTOOLS_LAYER)
                 + "}"
             ],
             tracing_config=LambdaFunctionTracingConfig(mode="Active"),
-            dead_letter_config=LambdaFunctionDeadLetterConfig(target_arn=self.expr(ref(dlq, "arn"))),
+            dead_letter_config=LambdaFunctionDeadLetterConfig(
+                target_arn=self.expr(ref(dlq, "arn"))
+            ),
             environment=LambdaFunctionEnvironment(
                 variables={
                     "POWERTOOLS_SERVICE_NAME": name,
@@ -346,7 +348,7 @@ def _hcl_template(text: str) -> str:
     return '"' + text.replace('"', '\\"') + '"'
 
 
-def _declared_permissions(function: str) -> tuple[Permission, ...]:
+def declared_permissions(function: str) -> tuple[Permission, ...]:
     module = importlib.import_module(f"functions.{function}.permissions")
     permissions: tuple[Permission, ...] = module.PERMISSIONS
     return permissions
@@ -357,9 +359,7 @@ def _statement(sid: str, actions: Sequence[str], resources: str) -> str:
     return f'{{Sid = "{sid}", Effect = "Allow", Action = [{listed}], Resource = {resources}}}'
 
 
-def _policy_statements(
-    declared: Sequence[Permission], resources: Mapping[str, str]
-) -> list[str]:
+def _policy_statements(declared: Sequence[Permission], resources: Mapping[str, str]) -> list[str]:
     by_resource: dict[str, set[str]] = {}
     for permission in declared:
         by_resource.setdefault(permission.resource, set()).add(permission.action)

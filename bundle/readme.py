@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from bundle.module import LAMBDA_RUNTIME, ModuleStack
+from bundle.module import LAMBDA_RUNTIME, ModuleStack, declared_permissions
 from bundle.versions import AWS_PROVIDER_CONSTRAINT, TERRAFORM_CONSTRAINT
 
 
@@ -35,7 +36,8 @@ def module_readme(module: type[ModuleStack], zip_sha256: str | None) -> str:
         "}",
         "```",
         "",
-        f"Requires Terraform `{TERRAFORM_CONSTRAINT}` and hashicorp/aws `{AWS_PROVIDER_CONSTRAINT}`. "
+        f"Requires Terraform `{TERRAFORM_CONSTRAINT}` and "
+        f"hashicorp/aws `{AWS_PROVIDER_CONSTRAINT}`. "
         "The module has no provider or backend block: it uses the caller's.",
         "",
         "## Inputs",
@@ -47,19 +49,38 @@ def module_readme(module: type[ModuleStack], zip_sha256: str | None) -> str:
         default = "required" if item.required else f"`{json.dumps(item.default)}`"
         rules = [rule.message for rule in (*item.rules, *item.each)]
         described = item.description + (" " + " ".join(rules) if rules else "")
-        lines.append(
-            f"| `{item.name}` | `{item.type}` | {_cell(default)} | {_cell(described)} |"
-        )
+        lines.append(f"| `{item.name}` | `{item.type}` | {_cell(default)} | {_cell(described)} |")
     lines += ["", "## Outputs", "", "| Name | Description |", "|------|-------------|"]
     lines += [f"| `{o.name}` | {_cell(o.description)} |" for o in module.outputs]
     if module.function:
+        digest = f", sha256 `{zip_sha256}`" if zip_sha256 else ""
         lines += [
             "",
             "## Remediator",
             "",
             f"`function.zip` holds the `{module.function}` Lambda ({LAMBDA_RUNTIME}, handler "
-            f"`functions.{module.function}.handler.lambda_handler`), sha256 `{zip_sha256}`. "
+            f"`functions.{module.function}.handler.lambda_handler`){digest}. "
             "Its IAM policy is generated from the permissions the function declares in "
-            f"`functions/{module.function}/permissions.py`, scoped to this module's resources.",
+            f"`functions/{module.function}/permissions.py`, scoped to this module's resources:",
+            "",
+            "| Action | Resource | Why |",
+            "|--------|----------|-----|",
+        ]
+        lines += [
+            f"| `{p.action}` | {p.resource} | {_cell(p.why)} |"
+            for p in declared_permissions(module.function)
         ]
     return "\n".join(lines) + "\n"
+
+
+def write_docs(directory: Path) -> list[Path]:
+    """docs/modules/<name>.md for every module (no zip digest, so code edits don't churn it)."""
+    from modules import REGISTRY
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, module in sorted(REGISTRY.items()):
+        path = directory / f"{name}.md"
+        path.write_text(module_readme(module, None), encoding="utf-8")
+        written.append(path)
+    return written

@@ -74,7 +74,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _synth_app(build: Callable[[Any], None], scratch: Path) -> Path:
+def _synth_app(build: Callable[[Any], object], scratch: Path) -> Path:
     from cdktn import App
 
     app = App(outdir=str(scratch), context={"targetVersions": CDKTN_TARGET_VERSIONS})
@@ -111,12 +111,17 @@ def synth(
                 lambda app: [module(app) for module in REGISTRY.values()], Path(scratch) / "m"
             )
             for name, module in sorted(REGISTRY.items()):
-                _write_module(module, stacks_dir / name / "cdk.tf.json", staging, summary, forbidden)
+                _write_module(
+                    module, stacks_dir / name / "cdk.tf.json", staging, summary, forbidden
+                )
             for environment in loaded:
                 progress(
-                    f"synthesising environment {environment.name} ({len(environment.stacks)} stacks)"
+                    f"synthesising environment {environment.name} "
+                    f"({len(environment.stacks)} stacks)"
                 )
-                _write_environment(environment, Path(scratch) / environment.name, staging, summary, forbidden)
+                _write_environment(
+                    environment, Path(scratch) / environment.name, staging, summary, forbidden
+                )
         if keep_other_environments and (DIST / "environments").is_dir():
             fresh = {environment.name for environment in loaded}
             for previous in sorted((DIST / "environments").iterdir()):
@@ -131,7 +136,11 @@ def synth(
 
 
 def _write_module(
-    module: type[ModuleStack], synthesised: Path, staging: Path, summary: Summary, forbidden: set[str]
+    module: type[ModuleStack],
+    synthesised: Path,
+    staging: Path,
+    summary: Summary,
+    forbidden: set[str],
 ) -> None:
     data = _strip_metadata(json.loads(synthesised.read_text()))
     data.pop("provider", None)

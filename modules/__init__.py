@@ -5,6 +5,4 @@ from __future__ import annotations
 from bundle.module import ModuleStack
 from modules.notifications import NotificationsModule
 
-REGISTRY: dict[str, type[ModuleStack]] = {
-    module.name: module for module in (NotificationsModule,)
-}
+REGISTRY: dict[str, type[ModuleStack]] = {module.name: module for module in (NotificationsModule,)}

@@ -9,6 +9,7 @@ posts and a readable e-mail, published to a separate e-mail topic.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from cdktn import Token
 from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
@@ -81,7 +82,8 @@ FINDING_RULES = {
 }
 
 INCLUDES_HIGH_AND_INFO = Rule(
-    condition='contains({v}, "high") && contains({v}, "info") && length(distinct({v})) == length({v})',
+    condition='contains({v}, "high") && contains({v}, "info") '
+    "&& length(distinct({v})) == length({v})",
     message="Must list each severity once and include both high and info.",
     check=lambda v: "high" in v and "info" in v and len(set(v)) == len(v),
 )
@@ -168,7 +170,9 @@ class NotificationsModule(ModuleStack):
     )
     outputs = (
         Output("kms_key_arn", "ARN of the KMS key that encrypts the topics, queue and logs."),
-        Output("topic_arns", "Map of severity to SNS topic ARN; publish findings and reports here."),
+        Output(
+            "topic_arns", "Map of severity to SNS topic ARN; publish findings and reports here."
+        ),
         Output("email_topic_arn", "ARN of the topic carrying readable e-mails."),
         Output("notifier_function_arn", "ARN of the notifier Lambda function."),
         Output("notifier_dlq_arn", "ARN of the notifier's dead-letter queue."),
@@ -235,7 +239,7 @@ class NotificationsModule(ModuleStack):
             endpoint="${each.value[1]}",
         ).add_override(
             "for_each",
-            '${{for pair in setproduct(var.create ? var.severities : [], var.https_endpoints) : '
+            "${{for pair in setproduct(var.create ? var.severities : [], var.https_endpoints) : "
             '"${pair[0]} ${pair[1]}" => pair}}',
         )
 
@@ -296,20 +300,24 @@ class NotificationsModule(ModuleStack):
                 count=count,
                 rule=self.expr(ref(rule, "name")),
                 target_id="severity-topic",
-                arn=f"${{aws_sns_topic.severity[\"{severity}\"].arn}}",
+                arn=f'${{aws_sns_topic.severity["{severity}"].arn}}',
             )
 
         self.output("kms_key_arn", f"try({ref(key, 'arn')}, null)")
-        self.output("topic_arns", "{for severity, topic in aws_sns_topic.severity : severity => topic.arn}")
+        self.output(
+            "topic_arns", "{for severity, topic in aws_sns_topic.severity : severity => topic.arn}"
+        )
         self.output("email_topic_arn", f"try({ref(email_topic, 'arn')}, null)")
         self.output("notifier_function_arn", f"try({ref(notifier, 'arn')}, null)")
         self.output("notifier_dlq_arn", "try(aws_sqs_queue.notifier_dlq[0].arn, null)")
         self.output(
             "event_rule_arns",
-            "{" + ", ".join(
+            "{"
+            + ", ".join(
                 f'"{rule_id}" = try(aws_cloudwatch_event_rule.{rule_id}[0].arn, null)'
                 for rule_id in FINDING_RULES
-            ) + "}",
+            )
+            + "}",
         )
 
     def _key_policy(self) -> str:
@@ -331,7 +339,8 @@ class NotificationsModule(ModuleStack):
             f'Resource = "*", Condition = {same_account}}}, '
             f'{{Sid = "CloudWatchLogsEncryptsLogGroups", Effect = "Allow", '
             f'Principal = {{Service = "logs.${{{region}}}.amazonaws.com"}}, '
-            '"Action" = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"], '
+            'Action = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", '
+            '"kms:GenerateDataKey*", "kms:Describe*"], '
             'Resource = "*", Condition = {ArnLike = {"kms:EncryptionContext:aws:logs:arn" = '
             f'"arn:${{{partition}}}:logs:${{{region}}}:${{{account}}}:log-group:*"}}}}}}'
             "]}"
@@ -349,12 +358,13 @@ class NotificationsModule(ModuleStack):
             f"Resource = {topic_arn}}}, "
             '{Sid = "EventBridgeInThisAccountPublishes", Effect = "Allow", '
             'Principal = {Service = "events.amazonaws.com"}, Action = "sns:Publish", '
-            f'Resource = {topic_arn}, Condition = {{StringEquals = {{"aws:SourceAccount" = {account}}}}}}}'
+            f"Resource = {topic_arn}, "
+            f'Condition = {{StringEquals = {{"aws:SourceAccount" = {account}}}}}}}'
             "]}"
         )
 
 
-def _pattern_expression(pattern: dict[str, object]) -> str:
+def _pattern_expression(pattern: Mapping[str, object]) -> str:
     """``jsonencode(...)`` of an event pattern, with the threshold variable spliced in."""
     text = json.dumps(pattern, sort_keys=True).replace('"THRESHOLD"', "var.high_severity_threshold")
     return "jsonencode(" + text + ")"

@@ -22,7 +22,9 @@ _clients: dict[tuple[str, str | None], Any] = {}
 # Standard mode retries throttling and transient errors with backoff; remediators add
 # their own bounded loops only for conditions AWS wants the caller to resolve
 # (e.g. WAFOptimisticLockException needs a fresh LockToken).
-_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+_CONFIG = Config(
+    retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=20
+)
 
 
 def session() -> boto3.session.Session:

@@ -64,11 +64,17 @@ CASES = {
         "accounts[0].role_arn: must be an IAM role ARN",
     ),
     "bad e-mail": (
-        mutate("accounts.1.modules", {"notifications": {"email_addresses": ["ops@example.com", "not-an-address"]}}),
+        mutate(
+            "accounts.1.modules",
+            {"notifications": {"email_addresses": ["ops@example.com", "not-an-address"]}},
+        ),
         "accounts[1].modules.notifications.email_addresses[1]: Must be an e-mail address",
     ),
     "bad https endpoint": (
-        mutate("accounts.0.modules", {"notifications": {"https_endpoints": ["http://insecure.example.com"]}}),
+        mutate(
+            "accounts.0.modules",
+            {"notifications": {"https_endpoints": ["http://insecure.example.com"]}},
+        ),
         "accounts[0].modules.notifications.https_endpoints[0]: Must be an https:// URL",
     ),
     "bad parameter in defaults": (
@@ -93,7 +99,9 @@ def run_synth(path: Path) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_environment_is_rejected(case: str, tmp_path: Path, dist: Path, dist_before: dict[str, str]) -> None:
+def test_bad_environment_is_rejected(
+    case: str, tmp_path: Path, dist: Path, dist_before: dict[str, str]
+) -> None:
     data, expected = CASES[case]
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -105,7 +113,9 @@ def test_bad_environment_is_rejected(case: str, tmp_path: Path, dist: Path, dist
     assert tree_digest(dist) == dist_before
 
 
-def test_yaml_syntax_error_names_line(tmp_path: Path, dist: Path, dist_before: dict[str, str]) -> None:
+def test_yaml_syntax_error_names_line(
+    tmp_path: Path, dist: Path, dist_before: dict[str, str]
+) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("name: broken\naccounts:\n  - name: one\n    id: [unclosed\n")
     code, output = run_synth(path)
@@ -114,7 +124,9 @@ def test_yaml_syntax_error_names_line(tmp_path: Path, dist: Path, dist_before: d
     assert tree_digest(dist) == dist_before
 
 
-def test_duplicate_yaml_key_is_an_error(tmp_path: Path, dist: Path, dist_before: dict[str, str]) -> None:
+def test_duplicate_yaml_key_is_an_error(
+    tmp_path: Path, dist: Path, dist_before: dict[str, str]
+) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(GOOD, sort_keys=False) + "name: again\n")
     code, output = run_synth(path)

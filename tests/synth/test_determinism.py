@@ -22,7 +22,11 @@ def test_second_synth_is_byte_identical(dist: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PLAYBOOK_DIST": str(tmp_path / "dist")}
     result = subprocess.run(
         [sys.executable, "main.py", "synth", "--all"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "end-of-life" not in result.stderr + result.stdout, "jsii must run on a supported Node"

