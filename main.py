@@ -117,6 +117,42 @@ def check(
 
 
 @app.command()
+def demo() -> None:
+    """Run the incident playbook locally: moto server, terraform apply, findings, expiry.
+
+    Applies the generated notifications and waf_shield modules to a moto server on
+    127.0.0.1 with the real Terraform and AWS provider, sends sample GuardDuty findings
+    through the waf_blocker remediator, shows each decision, the WAF IP sets and the
+    e-mail people receive, moves the clock past the expiry, sweeps, and destroys.
+    """
+    from bundle import demo as playbook
+    from bundle import synth as synthesis
+
+    started = time.perf_counter()
+    with console.status("synthesising modules") as status:
+        synthesis.synth([], progress=lambda text: status.update(text))
+        steps, timings = playbook.run(progress=lambda text: status.update(text))
+    table = Table(title="GuardDuty -> WAF: the playbook, step by step", show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("event", max_width=28)
+    table.add_column("decision", overflow="fold")
+    table.add_column("WAF blocklists after", no_wrap=True)
+    for number, step in enumerate(steps, 1):
+        sets = "\n".join(step.ipv4_set + step.ipv6_set) or "(empty)"
+        table.add_row(str(number), step.label, step.decision, sets)
+    console.print(table)
+    console.rule("What people were told (the notifier's e-mail, first lines)")
+    for number, step in enumerate(steps, 1):
+        console.print(
+            f"[bold]{number}.[/] " + "\n   ".join(playbook.email_excerpt(step.notification))
+        )
+    console.print(
+        f"apply {timings['apply']:.0f} s, playbook {timings['playbook']:.1f} s, "
+        f"destroy {timings['destroy']:.0f} s, total {time.perf_counter() - started:.0f} s"
+    )
+
+
+@app.command()
 def docs() -> None:
     """Write docs/modules/<module>.md (inputs, outputs, permissions) from the module definitions."""
     from bundle.paths import ROOT

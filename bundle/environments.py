@@ -300,6 +300,9 @@ def _account_modules(
                 sources.setdefault(module, {})[key] = f"{origin}.{module}"
     validated: dict[str, dict[str, Any]] = {}
     for module, parameters in sorted(merged.items()):
+        references, reference_problems = _references(module, parameters, merged, sources, index)
+        problems += reference_problems
+        parameters = {k: v for k, v in parameters.items() if k not in references}
         try:
             model = _parameters_model(module).model_validate(parameters)
         except ValidationError as error:
@@ -308,8 +311,48 @@ def _account_modules(
                 origin = sources.get(module, {}).get(key, f"accounts[{index}].modules.{module}")
                 problems.append(_problem(item, _split(origin)))
             continue
-        validated[module] = model.model_dump(exclude_unset=True)
+        validated[module] = {**model.model_dump(exclude_unset=True), **references}
     return validated, problems
+
+
+REFERENCE = re.compile(r"\$\{module\.([a-z_]+)\.([a-z_]+)(\[[^\]]+\])?\}")
+
+
+def _references(
+    module: str,
+    parameters: Mapping[str, Any],
+    modules: Mapping[str, Any],
+    sources: Mapping[str, Mapping[str, str]],
+    index: int,
+) -> tuple[dict[str, str], list[str]]:
+    """Parameters that take another module's output in the same stack, such as
+    ``notify_topic_arn: ${module.notifications.topic_arns["high"]}``. They are checked
+    here (the module and output exist) and resolved by Terraform."""
+    references: dict[str, str] = {}
+    problems: list[str] = []
+    for key, value in parameters.items():
+        if not (isinstance(value, str) and value.startswith("${module.")):
+            continue
+        origin = sources.get(module, {}).get(key, f"accounts[{index}].modules.{module}")
+        match = REFERENCE.fullmatch(value)
+        if match is None:
+            problems.append(f"{origin}.{key}: a reference must look like ${{module.NAME.OUTPUT}}")
+            continue
+        target, output = match.group(1), match.group(2)
+        if target == module or target not in modules:
+            problems.append(
+                f"{origin}.{key}: {target!r} is not another module of this account"
+            )
+            continue
+        outputs = {o.name for o in _registry()[target].outputs}
+        if output not in outputs:
+            problems.append(
+                f"{origin}.{key}: module {target} has no output {output!r} "
+                f"(it has: {', '.join(sorted(outputs))})"
+            )
+            continue
+        references[key] = value
+    return references, problems
 
 
 def _split(origin: str) -> list[str | int]:

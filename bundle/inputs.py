@@ -10,6 +10,7 @@ environment file accepts is a value Terraform accepts.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -146,6 +147,44 @@ _PYTHON_TYPES: dict[str, Any] = {
 }
 
 
+REQUIRED = object()  # marks an object attribute without a default
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute of an object-typed input; ``default`` makes it Terraform-optional."""
+
+    name: str
+    type: str
+    default: Any = REQUIRED
+
+    def terraform(self) -> str:
+        if self.default is REQUIRED:
+            return f"{self.name} = {self.type}"
+        return f"{self.name} = optional({self.type}, {json.dumps(self.default)})"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An object type: ``object({...})`` in Terraform, a strict pydantic model in Python."""
+
+    name: str
+    attributes: tuple[Attribute, ...]
+
+    def terraform(self) -> str:
+        return "object({" + ", ".join(a.terraform() for a in self.attributes) + "})"
+
+    def model(self) -> type[BaseModel]:
+        fields: dict[str, Any] = {
+            a.name: (_PYTHON_TYPES[a.type], ... if a.default is REQUIRED else a.default)
+            for a in self.attributes
+        }
+        model: type[BaseModel] = create_model(
+            self.name, __config__=ConfigDict(extra="forbid", frozen=True), **fields
+        )
+        return model
+
+
 @dataclass(frozen=True)
 class Input:
     """One module input: a Terraform variable and a field of the environment schema."""
@@ -157,9 +196,12 @@ class Input:
     required: bool = False
     rules: tuple[Rule, ...] = ()
     each: tuple[Rule, ...] = field(default=())  # rules for every element of a list/set
+    element: Shape | None = None  # for list(object(...)) inputs; ``type`` is then derived
 
     def __post_init__(self) -> None:
-        if self.type not in _PYTHON_TYPES:
+        if self.element is not None:
+            object.__setattr__(self, "type", f"list({self.element.terraform()})")
+        elif self.type not in _PYTHON_TYPES:
             raise ValueError(f"input {self.name}: unsupported type {self.type}")
         if self.each and not self.type.startswith(("list", "set")):
             raise ValueError(f"input {self.name}: element rules need a list or set type")
@@ -190,10 +232,16 @@ class Input:
         return block
 
     def python_type(self) -> Any:
-        base = _PYTHON_TYPES[self.type]
-        if self.each:
+        base: Any
+        if self.element is not None:
+            model = self.element.model()
+            checks = [AfterValidator(_object_checker(r)) for r in self.each]
+            base = list[Annotated[model, *checks]] if checks else list[model]  # type: ignore[valid-type]
+        elif self.each:
             element = Annotated[StrictStr, *(AfterValidator(_checker(r)) for r in self.each)]
             base = list[element]
+        else:
+            base = _PYTHON_TYPES[self.type]
         if self.rules:
             return Annotated[base, *(AfterValidator(_checker(r)) for r in self.rules)]
         return base
@@ -202,6 +250,15 @@ class Input:
 def _checker(rule: Rule) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if not rule.check(value):
+            raise ValueError(rule.message.rstrip("."))
+        return value
+
+    return check
+
+
+def _object_checker(rule: Rule) -> Callable[[BaseModel], BaseModel]:
+    def check(value: BaseModel) -> BaseModel:
+        if not rule.check(value.model_dump()):
             raise ValueError(rule.message.rstrip("."))
         return value
 

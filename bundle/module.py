@@ -371,3 +371,55 @@ def _policy_statements(declared: Sequence[Permission], resources: Mapping[str, s
         )
         for key, actions in sorted(by_resource.items())
     ]
+
+
+def event_pattern_expression(pattern: Mapping[str, object], numeric: str) -> str:
+    """``jsonencode(...)`` of an EventBridge pattern whose numeric comparisons take their
+    value from the Terraform expression ``numeric`` (e.g. a severity threshold variable).
+    HCL object syntax accepts JSON, so the pattern is spliced in as text."""
+
+    def splice(node: object) -> object:
+        if isinstance(node, dict):
+            if set(node) == {"numeric"}:
+                operator = node["numeric"][0]
+                return {"numeric": [operator, _NUMERIC]}
+            return {k: splice(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [splice(v) for v in node]
+        return node
+
+    text = json.dumps(splice(pattern), sort_keys=True)
+    return "jsonencode(" + text.replace(json.dumps(_NUMERIC), numeric) + ")"
+
+
+_NUMERIC = "__numeric_value__"
+
+
+def key_policy(stack: ModuleStack, service_users: Sequence[str] = ()) -> str:
+    """The key policy of a module's KMS key, as an HCL object expression: the account
+    administers it (so IAM policies apply), CloudWatch Logs of this region encrypts the
+    account's log groups with it, and each of ``service_users`` (service principals) may
+    use it on behalf of this account only."""
+    account = "data.aws_caller_identity.current.account_id"
+    partition = "data.aws_partition.partition.partition"
+    region = "data.aws_region.region.id"
+    statements = [
+        '{Sid = "AccountAdministersKey", Effect = "Allow", '
+        f'Principal = {{AWS = "arn:${{{partition}}}:iam::${{{account}}}:root"}}, '
+        'Action = "kms:*", Resource = "*"}',
+        '{Sid = "CloudWatchLogsEncryptsLogGroups", Effect = "Allow", '
+        f'Principal = {{Service = "logs.${{{region}}}.amazonaws.com"}}, '
+        'Action = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", '
+        '"kms:GenerateDataKey*", "kms:Describe*"], Resource = "*", '
+        'Condition = {ArnLike = {"kms:EncryptionContext:aws:logs:arn" = '
+        f'"arn:${{{partition}}}:logs:${{{region}}}:${{{account}}}:log-group:*"}}}}}}',
+    ]
+    for service in service_users:
+        sid = "".join(part.capitalize() for part in service.split(".")[0].split("-"))
+        statements.append(
+            f'{{Sid = "{sid}UsesKeyForThisAccount", Effect = "Allow", '
+            f'Principal = {{Service = "{service}"}}, '
+            'Action = ["kms:Decrypt", "kms:GenerateDataKey*"], Resource = "*", '
+            f'Condition = {{StringEquals = {{"aws:SourceAccount" = {account}}}}}}}'
+        )
+    return '{Version = "2012-10-17", Statement = [' + ", ".join(statements) + "]}"

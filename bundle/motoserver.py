@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -92,3 +93,29 @@ def pointed_at(endpoint: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def lambda_sns_record(envelope: dict[str, Any]) -> dict[str, Any]:
+    """The Lambda event record SNS would deliver, from the message an SQS subscriber got.
+
+    moto does not deliver SNS messages to Lambda subscriptions (that needs Docker), so
+    tests and the demo hand this record to the handler in-process.
+    """
+    return {
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": f"{envelope['TopicArn']}:in-process",
+        "Sns": {
+            "Type": envelope["Type"],
+            "MessageId": envelope["MessageId"],
+            "TopicArn": envelope["TopicArn"],
+            "Subject": envelope.get("Subject"),
+            "Message": envelope["Message"],
+            "Timestamp": envelope["Timestamp"],
+            "SignatureVersion": envelope["SignatureVersion"],
+            "Signature": envelope["Signature"],
+            "SigningCertUrl": envelope["SigningCertURL"],
+            "UnsubscribeUrl": envelope["UnsubscribeURL"],
+            "MessageAttributes": envelope.get("MessageAttributes", {}),
+        },
+    }

@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from bundle.module import ModuleStack
 from modules.notifications import NotificationsModule
+from modules.waf_shield import WafShieldModule
 
-REGISTRY: dict[str, type[ModuleStack]] = {module.name: module for module in (NotificationsModule,)}
+REGISTRY: dict[str, type[ModuleStack]] = {module.name: module for module in (NotificationsModule, WafShieldModule)}

@@ -8,8 +8,6 @@ posts and a readable e-mail, published to a separate e-mail topic.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 
 from cdktn import Token
 from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
@@ -31,12 +29,13 @@ from bundle.inputs import (
     number_between,
     one_of,
 )
-from bundle.module import ModuleStack, Output, ref, splat
+from bundle.module import ModuleStack, Output, event_pattern_expression, key_policy, ref, splat
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 # EventBridge rules the module can create: which findings go to which severity topic.
-# GuardDuty severities are numbers (0-10); the threshold variable splits high from info.
+# GuardDuty severities are numbers (0-10); every numeric comparison takes its value from
+# the high_severity_threshold variable (event_pattern_expression), which splits high from info.
 FINDING_RULES = {
     "guardduty_high": (
         "high",
@@ -44,7 +43,7 @@ FINDING_RULES = {
         {
             "source": ["aws.guardduty"],
             "detail-type": ["GuardDuty Finding"],
-            "detail": {"severity": [{"numeric": [">=", "THRESHOLD"]}]},
+            "detail": {"severity": [{"numeric": [">=", 0]}]},
         },
     ),
     "guardduty_info": (
@@ -53,7 +52,7 @@ FINDING_RULES = {
         {
             "source": ["aws.guardduty"],
             "detail-type": ["GuardDuty Finding"],
-            "detail": {"severity": [{"numeric": ["<", "THRESHOLD"]}]},
+            "detail": {"severity": [{"numeric": ["<", 0]}]},
         },
     ),
     "securityhub_high": (
@@ -187,7 +186,9 @@ class NotificationsModule(ModuleStack):
             description="Playbook as Code notifications: SNS topics, DLQ and logs",
             enable_key_rotation=True,
             deletion_window_in_days=Token.as_number("${var.kms_deletion_window_days}"),
-            policy=self.expr(f"jsonencode({self._key_policy()})"),
+            policy=self.expr(
+                f"jsonencode({key_policy(self, ('events.amazonaws.com', 'sns.amazonaws.com'))})"
+            ),
             tags=self.tags(),
         )
         key_arn = self.expr(ref(key, "arn"))
@@ -291,7 +292,9 @@ class NotificationsModule(ModuleStack):
                 count=count,
                 name=f"${{var.name_prefix}}-{rule_id.replace('_', '-')}",
                 description=description,
-                event_pattern=self.expr(_pattern_expression(pattern)),
+                event_pattern=self.expr(
+                    event_pattern_expression(pattern, "var.high_severity_threshold")
+                ),
                 tags=self.tags(),
             )
             CloudwatchEventTarget(
@@ -320,32 +323,6 @@ class NotificationsModule(ModuleStack):
             + "}",
         )
 
-    def _key_policy(self) -> str:
-        account = "data.aws_caller_identity.current.account_id"
-        partition = "data.aws_partition.partition.partition"
-        region = "data.aws_region.region.id"
-        use = '["kms:Decrypt", "kms:GenerateDataKey*"]'
-        same_account = f'{{StringEquals = {{"aws:SourceAccount" = {account}}}}}'
-        return (
-            '{Version = "2012-10-17", Statement = ['
-            f'{{Sid = "AccountAdministersKey", Effect = "Allow", '
-            f'Principal = {{AWS = "arn:${{{partition}}}:iam::${{{account}}}:root"}}, '
-            f'Action = "kms:*", Resource = "*"}}, '
-            f'{{Sid = "EventBridgePublishesToTopics", Effect = "Allow", '
-            f'Principal = {{Service = "events.amazonaws.com"}}, Action = {use}, '
-            f'Resource = "*", Condition = {same_account}}}, '
-            f'{{Sid = "SnsDeliversEncryptedMessages", Effect = "Allow", '
-            f'Principal = {{Service = "sns.amazonaws.com"}}, Action = {use}, '
-            f'Resource = "*", Condition = {same_account}}}, '
-            f'{{Sid = "CloudWatchLogsEncryptsLogGroups", Effect = "Allow", '
-            f'Principal = {{Service = "logs.${{{region}}}.amazonaws.com"}}, '
-            'Action = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", '
-            '"kms:GenerateDataKey*", "kms:Describe*"], '
-            'Resource = "*", Condition = {ArnLike = {"kms:EncryptionContext:aws:logs:arn" = '
-            f'"arn:${{{partition}}}:logs:${{{region}}}:${{{account}}}:log-group:*"}}}}}}'
-            "]}"
-        )
-
     def _topic_policy(self, topic_arn: str) -> str:
         account = "data.aws_caller_identity.current.account_id"
         partition = "data.aws_partition.partition.partition"
@@ -362,9 +339,3 @@ class NotificationsModule(ModuleStack):
             f'Condition = {{StringEquals = {{"aws:SourceAccount" = {account}}}}}}}'
             "]}"
         )
-
-
-def _pattern_expression(pattern: Mapping[str, object]) -> str:
-    """``jsonencode(...)`` of an event pattern, with the threshold variable spliced in."""
-    text = json.dumps(pattern, sort_keys=True).replace('"THRESHOLD"', "var.high_severity_threshold")
-    return "jsonencode(" + text + ")"

@@ -17,84 +17,40 @@ What moto cannot do, and how this test handles it:
 from __future__ import annotations
 
 import json
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from pytest_terraform import terraform
 
-from bundle import terraform as tf
-from bundle.motoserver import moto_server, pointed_at
-from tests.helpers_webhooks import WebhookServer, webhook_server
+from bundle.motoserver import lambda_sns_record
+from tests.terraform.conftest import MotoStack, applied_plan, finding, outputs, probe_rules
 
 pytestmark = pytest.mark.e2e
 
-EVENTS = Path(__file__).resolve().parent.parent / "events"
 ROOT_CONFIG = Path(__file__).resolve().parent / "notifications_apply"
-
-
-class Context:
-    endpoint: str
-    webhooks: WebhookServer
-
-
-CONTEXT = Context()
+STACK: list[MotoStack] = []
 
 
 @pytest.fixture(scope="module", autouse=True)
-def moto_environment(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A moto server and a webhook receiver for the whole module, and the environment the
-    terraform subprocesses and the in-process handler read."""
-    layer = tmp_path_factory.mktemp("layer") / "layer.zip"
-    with zipfile.ZipFile(layer, "w") as archive:
-        archive.writestr("python/README.txt", "stand-in for AWS's Powertools layer")
-    with moto_server() as server, webhook_server() as webhooks, pointed_at(server.endpoint):
-        CONTEXT.endpoint = server.endpoint
-        CONTEXT.webhooks = webhooks
-        patch = pytest.MonkeyPatch()
-        patch.setenv("TF_CLI_CONFIG_FILE", str(tf.cli_config()))
-        patch.setenv("TF_VAR_endpoint", server.endpoint)
-        patch.setenv("TF_VAR_layer_zip", str(layer))
-        patch.setenv("TF_VAR_webhook_urls", json.dumps(webhooks.urls("slack", "teams", "chime")))
-        patch.setenv("NO_PROXY", "127.0.0.1,localhost")
-        try:
-            yield
-        finally:
-            patch.undo()
+def moto_environment(moto_stack: MotoStack) -> None:
+    STACK[:] = [moto_stack]
+
+
+def client(service: str) -> Any:
+    return STACK[0].client(service)
 
 
 terraform("notifications_apply", scope="module", teardown=terraform.TEARDOWN_ON)
 
 
-def outputs(state: Any) -> dict[str, Any]:
-    return {name: value["value"] for name, value in state.outputs.items()}
-
-
-def client(service: str) -> Any:
-    return boto3.client(service, region_name="us-east-1", endpoint_url=CONTEXT.endpoint)
-
-
-def applied_plan(state: Any) -> dict[str, Any]:
-    """``terraform show -json`` of the plan pytest-terraform applied."""
-    work_dir = state.terraform.work_dir
-    result = tf.run(
-        ["show", "-json", f"{work_dir}/tfplan"], ROOT_CONFIG, env={"TF_DATA_DIR": work_dir}
-    )
-    assert result.ok, result.output
-    plan: dict[str, Any] = json.loads(result.output)
-    return plan
-
-
 def plan_changes(state: Any) -> dict[str, dict[str, Any]]:
-    return {c["address"]: c["change"] for c in applied_plan(state)["resource_changes"]}
+    return {c["address"]: c["change"] for c in applied_plan(state, ROOT_CONFIG)["resource_changes"]}
 
 
 def plan_references(state: Any, resource: str) -> str:
     """The configuration expressions of ``resource`` in the child module, as text."""
-    modules = applied_plan(state)["configuration"]["root_module"]["module_calls"]
+    modules = applied_plan(state, ROOT_CONFIG)["configuration"]["root_module"]["module_calls"]
     for block in modules["notifications"]["module"]["resources"]:
         if block["address"] == resource:
             return json.dumps(block["expressions"])
@@ -102,7 +58,7 @@ def plan_references(state: Any, resource: str) -> str:
 
 
 def finding_event() -> dict[str, Any]:
-    return json.loads((EVENTS / "guardduty_ec2_malicious_ip.json").read_text())
+    return finding("guardduty_ec2_malicious_ip.json")
 
 
 def test_applied_resources_are_configured(notifications_apply: Any) -> None:
@@ -179,51 +135,18 @@ def test_role_policy_grants_only_declared_actions(notifications_apply: Any) -> N
 
 
 def test_finding_rules_route_by_severity(notifications_apply: Any) -> None:
-    """The applied rules' patterns, run by moto's own matcher. moto has no
-    TestEventPattern, and PutEvents fails outright when a matching rule targets SNS, so
-    while probing, each GuardDuty rule's topic target is swapped for an SQS queue and
-    restored afterwards."""
-    events, sqs = client("events"), client("sqs")
+    """The applied rules' patterns, run by moto's own matcher (see probe_rules)."""
     out = outputs(notifications_apply)
-    targets = events.list_targets_by_rule(Rule="pbtest-guardduty-high")["Targets"]
+    targets = client("events").list_targets_by_rule(Rule="pbtest-guardduty-high")["Targets"]
     assert [t["Arn"] for t in targets] == [out["topic_arns"]["high"]]
-    probes, originals = {}, {}
-    for rule in ("guardduty-high", "guardduty-info"):
-        originals[rule] = events.list_targets_by_rule(Rule=f"pbtest-{rule}")["Targets"]
-        events.remove_targets(Rule=f"pbtest-{rule}", Ids=[t["Id"] for t in originals[rule]])
-        url = sqs.create_queue(QueueName=f"probe-{rule}")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        events.put_targets(Rule=f"pbtest-{rule}", Targets=[{"Id": "probe", "Arn": arn}])
-        probes[rule] = url
-
-    def routed(severity: float) -> set[str]:
-        event = finding_event()
-        event["detail"]["severity"] = severity
-        entry = {
-            "Source": event["source"],
-            "DetailType": event["detail-type"],
-            "Detail": json.dumps(event["detail"]),
-        }
-        assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
-        hit = set()
-        for rule, url in probes.items():
-            messages = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
-            for message in messages:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-                hit.add(rule)
-        return hit
-
+    routed = probe_rules(STACK[0], ["pbtest-guardduty-high", "pbtest-guardduty-info"])
     try:
-        assert routed(8.0) == {"guardduty-high"}
-        assert routed(7.0) == {"guardduty-high"}
-        assert routed(5.0) == {"guardduty-info"}
+        for severity, expected in ((8.0, "high"), (7.0, "high"), (5.0, "info")):
+            event = finding_event()
+            event["detail"]["severity"] = severity
+            assert routed(event) == {f"pbtest-guardduty-{expected}"}, severity
     finally:
-        for rule, url in probes.items():
-            events.remove_targets(Rule=f"pbtest-{rule}", Ids=["probe"])
-            events.put_targets(Rule=f"pbtest-{rule}", Targets=originals[rule])
-            sqs.delete_queue(QueueUrl=url)
+        routed.restore()  # type: ignore[attr-defined]
 
 
 def test_finding_flows_through_topic_and_notifier(
@@ -252,24 +175,7 @@ def test_finding_flows_through_topic_and_notifier(
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("NOTIFIER_ALLOW_HTTP_LOOPBACK", "1")
     aws.reset()
-    record = {
-        "EventSource": "aws:sns",
-        "EventVersion": "1.0",
-        "EventSubscriptionArn": f"{out['topic_arns']['high']}:subscription",
-        "Sns": {
-            "Type": envelope["Type"],
-            "MessageId": envelope["MessageId"],
-            "TopicArn": envelope["TopicArn"],
-            "Subject": envelope.get("Subject"),
-            "Message": envelope["Message"],
-            "Timestamp": envelope["Timestamp"],
-            "SignatureVersion": envelope["SignatureVersion"],
-            "Signature": envelope["Signature"],
-            "SigningCertUrl": envelope["SigningCertURL"],
-            "UnsubscribeUrl": envelope["UnsubscribeURL"],
-            "MessageAttributes": {},
-        },
-    }
+    record = lambda_sns_record(envelope)
 
     class Context:
         function_name = configuration["FunctionName"]
@@ -282,9 +188,9 @@ def test_finding_flows_through_topic_and_notifier(
     assert result["records"][0]["status"] == "delivered", result
 
     title = event["detail"]["title"]
-    slack = CONTEXT.webhooks.posts("slack")
+    slack = STACK[0].webhooks.posts("slack")
     assert slack and title in json.dumps(slack[0])
-    assert CONTEXT.webhooks.posts("teams") and CONTEXT.webhooks.posts("chime")
+    assert STACK[0].webhooks.posts("teams") and STACK[0].webhooks.posts("chime")
 
     mails = sqs.receive_message(QueueUrl=out["email_subscriber_url"], WaitTimeSeconds=5)["Messages"]
     body = mails[0]["Body"]

@@ -1,0 +1,311 @@
+"""The local incident demo: the headline playbook, run on this machine alone.
+
+A moto server on 127.0.0.1 stands in for AWS. The generated notifications and waf_shield
+modules are applied to it with the real Terraform CLI and AWS provider; sample GuardDuty
+findings (shaped as AWS documents them, in bundle/demo_findings/) go through the real
+waf_blocker handler in-process (moto cannot run Lambda code without Docker), and each
+remediation report goes through the real notifier to the readable e-mail. Then an
+injected clock moves past the block's expiry, the sweeper runs, and everything is
+destroyed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bundle import terraform
+from bundle.motoserver import lambda_sns_record, moto_server, pointed_at
+from bundle.paths import DIST
+
+FINDINGS = Path(__file__).resolve().parent / "demo_findings"
+PREFIX = "demo"
+ALLOWLIST = ["45.155.205.0/24", "2001:db8:100::/48"]
+BLOCK_TTL_SECONDS = 3600
+SERVICES = ("dynamodb", "events", "iam", "kms", "lambda", "logs", "sns", "sqs", "sts", "wafv2")
+
+
+@dataclass
+class Step:
+    label: str
+    addresses: str
+    decision: str
+    ipv4_set: list[str]
+    ipv6_set: list[str]
+    notification: str
+
+
+@dataclass
+class DemoClock:
+    """The remediator's clock; the demo moves it forward instead of waiting an hour."""
+
+    start: float = field(default_factory=time.time)
+    offset: float = 0.0
+
+    def now(self) -> float:
+        return self.start + self.offset
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "demo"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def root_configuration(directory: Path, endpoint: str, layer_zip: Path) -> None:
+    """A root module calling the two generated modules, its provider pointed at moto."""
+    modules = DIST / "modules"
+    config = {
+        "terraform": {
+            "required_providers": {"aws": {"source": "hashicorp/aws", "version": ">= 5.100, < 7.0"}}
+        },
+        "provider": {
+            "aws": {
+                "region": "us-east-1",
+                "access_key": "testing",
+                "secret_key": "testing",
+                "skip_credentials_validation": True,
+                "skip_metadata_api_check": True,
+                "max_retries": 1,
+                "endpoints": {service: endpoint for service in SERVICES},
+            }
+        },
+        # moto rejects unknown layer ARNs, so the demo publishes a stand-in layer.
+        "resource": {
+            "aws_lambda_layer_version": {
+                "powertools": {
+                    "layer_name": f"{PREFIX}-powertools-stand-in",
+                    "filename": str(layer_zip),
+                    "compatible_runtimes": ["python3.12"],
+                }
+            },
+            # Queues standing in for subscribers: one on the high topic (where the
+            # remediator reports), one on the e-mail topic (where the notifier writes).
+            "aws_sqs_queue": {
+                "email": {"name": f"{PREFIX}-email-inbox"},
+                "reports": {"name": f"{PREFIX}-high-topic-subscriber"},
+            },
+            "aws_sns_topic_subscription": {
+                "email": {
+                    "topic_arn": "${module.notifications.email_topic_arn}",
+                    "protocol": "sqs",
+                    "endpoint": "${aws_sqs_queue.email.arn}",
+                    "raw_message_delivery": True,
+                },
+                "reports": {
+                    "topic_arn": '${module.notifications.topic_arns["high"]}',
+                    "protocol": "sqs",
+                    "endpoint": "${aws_sqs_queue.reports.arn}",
+                },
+            },
+        },
+        "module": {
+            "notifications": {
+                "source": str(modules / "notifications"),
+                "name_prefix": PREFIX,
+                "powertools_layer_arn": "${aws_lambda_layer_version.powertools.arn}",
+                "email_addresses": ["secops@example.com"],
+            },
+            "waf_shield": {
+                "source": str(modules / "waf_shield"),
+                "name_prefix": PREFIX,
+                "allowlist_cidrs": ALLOWLIST,
+                "block_ttl_seconds": BLOCK_TTL_SECONDS,
+                "notify_topic_arn": '${module.notifications.topic_arns["high"]}',
+                "notify_kms_key_arn": "${module.notifications.kms_key_arn}",
+                "powertools_layer_arn": "${aws_lambda_layer_version.powertools.arn}",
+            },
+        },
+        "output": {
+            "notifier_arn": {"value": "${module.notifications.notifier_function_arn}"},
+            "email_topic_arn": {"value": "${module.notifications.email_topic_arn}"},
+            "email_inbox_url": {"value": "${aws_sqs_queue.email.url}"},
+            "reports_url": {"value": "${aws_sqs_queue.reports.url}"},
+            "waf_blocker_arn": {"value": "${module.waf_shield.waf_blocker_function_arn}"},
+            "web_acl_arn": {"value": "${module.waf_shield.web_acl_arn}"},
+        },
+    }
+    (directory / "main.tf.json").write_text(json.dumps(config, indent=2))
+
+
+def _run(args: list[str], directory: Path) -> str:
+    result = terraform.run(args, directory)
+    if not result.ok:
+        raise RuntimeError(f"terraform {' '.join(args)} failed:\n{result.output}")
+    return result.output
+
+
+@contextmanager
+def function_environment(boto_lambda: Any, function_arn: str) -> Iterator[dict[str, str]]:
+    """The applied function's own environment variables, set for the in-process handler."""
+    variables = boto_lambda.get_function_configuration(FunctionName=function_arn)["Environment"][
+        "Variables"
+    ]
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield variables
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], dict[str, float]]:
+    """Run the demo; returns the timeline and the time each phase took."""
+    import boto3
+
+    from functions.common import aws
+    from functions.notifier import handler as notifier
+    from functions.waf_blocker import handler as waf_blocker
+    from functions.waf_blocker import logic
+
+    timings: dict[str, float] = {}
+    steps: list[Step] = []
+    with ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="playbook-demo-")))
+        server = stack.enter_context(moto_server())
+        stack.enter_context(pointed_at(server.endpoint))
+        layer = scratch / "layer.zip"
+        with zipfile.ZipFile(layer, "w") as archive:
+            archive.writestr("python/README.txt", "stand-in for AWS's Powertools layer")
+        root_configuration(scratch, server.endpoint, layer)
+
+        started = time.perf_counter()
+        progress("terraform init")
+        _run(["init", "-input=false", "-no-color"], scratch)
+        progress("terraform apply (notifications + waf_shield into moto)")
+        _run(["apply", "-input=false", "-no-color", "-auto-approve"], scratch)
+        outputs = {k: v["value"] for k, v in json.loads(_run(["output", "-json"], scratch)).items()}
+        timings["apply"] = time.perf_counter() - started
+
+        def client(service: str) -> Any:
+            return boto3.client(service, region_name="us-east-1", endpoint_url=server.endpoint)
+
+        wafv2, sqs = client("wafv2"), client("sqs")
+        aws.reset()
+        clock = DemoClock()
+        remediator_clock = logic.Clock(now=clock.now, sleep=lambda _: None)
+        context = LambdaContext(f"{PREFIX}-waf-blocker", outputs["waf_blocker_arn"])
+        notifier_context = LambdaContext(f"{PREFIX}-notifier", outputs["notifier_arn"])
+
+        def ip_set(version: int) -> list[str]:
+            name = f"{PREFIX}-blocklist-ipv{version}"
+            summary = next(
+                s for s in wafv2.list_ip_sets(Scope="REGIONAL")["IPSets"] if s["Name"] == name
+            )
+            found = wafv2.get_ip_set(Name=name, Scope="REGIONAL", Id=summary["Id"])["IPSet"]
+            return sorted(found["Addresses"])
+
+        def drain(queue_url: str) -> list[str]:
+            bodies = []
+            for message in sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", []):
+                bodies.append(message["Body"])
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            return bodies
+
+        def tell_people() -> str:
+            """What the high topic carried since the last step, through the real notifier
+            (as its Lambda subscription would); returns the e-mail the notifier wrote."""
+            envelopes = [json.loads(body) for body in drain(outputs["reports_url"])]
+            if not envelopes:
+                return "(nothing to report)"
+            records = [lambda_sns_record(envelope) for envelope in envelopes]
+            with function_environment(client("lambda"), outputs["notifier_arn"]):
+                notifier.lambda_handler({"Records": records}, notifier_context)
+            return "\n\n".join(drain(outputs["email_inbox_url"])) or "(no e-mail)"
+
+        started = time.perf_counter()
+        with function_environment(client("lambda"), outputs["waf_blocker_arn"]):
+            deliveries = [*sorted(FINDINGS.glob("*.json")), FINDINGS / "1-ssh-brute-force.json"]
+            for index, path in enumerate(deliveries):
+                finding = json.loads(path.read_text())
+                redelivery = index == len(deliveries) - 1
+                label = f"{finding['detail']['type']} (sev {finding['detail']['severity']})"
+                if redelivery:
+                    label = "same SSH finding delivered again"
+                progress(f"finding: {label}")
+                result = waf_blocker.lambda_handler(finding, context, clock=remediator_clock)
+                steps.append(
+                    Step(
+                        label,
+                        _addresses(result),
+                        _decision(result, redelivery),
+                        ip_set(4),
+                        ip_set(6),
+                        tell_people(),
+                    )
+                )
+            clock.offset = BLOCK_TTL_SECONDS + 60
+            progress("clock moved past the expiry; sweeping")
+            result = waf_blocker.lambda_handler(
+                {"action": "sweep"}, context, clock=remediator_clock
+            )
+            steps.append(
+                Step(
+                    f"sweep, {BLOCK_TTL_SECONDS // 60 + 1} minutes later",
+                    ", ".join(result.get("expired", [])) or "-",
+                    "expired blocks removed" if result.get("expired") else json.dumps(result)[:80],
+                    ip_set(4),
+                    ip_set(6),
+                    tell_people(),
+                )
+            )
+        timings["playbook"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        progress("terraform destroy")
+        _run(["destroy", "-input=false", "-no-color", "-auto-approve"], scratch)
+        timings["destroy"] = time.perf_counter() - started
+    return steps, timings
+
+
+def _addresses(result: dict[str, Any]) -> str:
+    found = [b["address"] for b in result.get("blocked", [])]
+    found += [r["address"] for r in result.get("rejected", [])]
+    return ", ".join(found) or "-"
+
+
+def _decision(result: dict[str, Any], redelivery: bool) -> str:
+    if redelivery:
+        return (
+            "no change (idempotent: result replayed)"
+            if result.get("status") == "processed"
+            else str(result)
+        )
+    if result.get("status") == "ignored":
+        return f"ignored: {result.get('reason')}"
+    lines = [
+        f"blocked {b['address']} until {b['expiresAt'][11:16]} UTC"
+        for b in result.get("blocked", [])
+    ]
+    lines += [f"rejected {r['address']}: {r['reason']}" for r in result.get("rejected", [])]
+    lines += [f"evicted {e}" for e in result.get("evicted", [])]
+    return "\n".join(lines) or result.get("status", "?")
+
+
+def email_excerpt(body: str, limit: int = 8) -> list[str]:
+    """The title and the "What happened" part of a notifier e-mail."""
+    lines = body.splitlines()
+    if "What happened" not in lines:
+        return lines[:limit]
+    start = lines.index("What happened") + 2
+    end = lines.index("Details") if "Details" in lines else len(lines)
+    return [lines[0], *[line for line in lines[start:end] if line.strip()]][:limit]

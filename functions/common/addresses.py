@@ -1,0 +1,235 @@
+"""Attacker addresses: where GuardDuty puts them, which ones may be blocked, and how to
+write them for WAF and NACL entries.
+
+Pure functions only (no AWS, no logging), so they run the same in every remediator and in
+property-based tests.
+
+Decisions, each tested in ``tests/unit/test_addresses.py``:
+
+- IPv4-mapped IPv6 addresses (``::ffff:a.b.c.d``) are the IPv4 host itself; they are
+  normalised to IPv4 so that the block lands in the IPv4 set, where that traffic arrives.
+- 6to4 addresses (``2002::/16``) are judged by the IPv4 address they embed as well as by
+  themselves: ``2002:a00:1::1`` tunnels to ``10.0.0.1`` and is never blocked. Teredo
+  (``2001::/32``) is not globally reachable and is never blocked.
+- Special-purpose ranges are rejected from explicit tables first (so the reason names the
+  range, and the outcome does not depend on the Python patch release, whose
+  ``is_global`` has changed over time), then anything ``ipaddress`` does not consider
+  global is rejected too.
+- Only single hosts are blocked; an operator's ``/24`` is rejected rather than silently
+  widened or narrowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from functions.common.finding_catalog import ActionKind, action_kind
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class FoundAddress(NamedTuple):
+    address: IPAddress
+    where: str
+
+
+class Decision(NamedTuple):
+    allowed: bool
+    reason: str
+
+
+def _networks(*cidrs: str) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)
+
+
+# Order matters: the first matching row names the reason.
+_SPECIAL_RANGES: tuple[tuple[str, tuple[IPNetwork, ...]], ...] = (
+    ("private address (RFC 1918)", _networks("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")),
+    ("unique local address (RFC 4193)", _networks("fc00::/7")),
+    ("site-local address (deprecated by RFC 3879)", _networks("fec0::/10")),
+    ("shared address space for carrier-grade NAT (RFC 6598)", _networks("100.64.0.0/10")),
+    (
+        "documentation range (RFC 5737, RFC 3849, RFC 9637)",
+        _networks(
+            "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20"
+        ),
+    ),
+    ("benchmarking range (RFC 2544, RFC 5180)", _networks("198.18.0.0/15", "2001:2::/48")),
+    ("IETF protocol assignment (RFC 6890)", _networks("192.0.0.0/24")),
+    ("Teredo tunnelling address (RFC 4380)", _networks("2001::/32")),
+    ("NAT64 translation prefix (RFC 6052, RFC 8215)", _networks("64:ff9b::/96", "64:ff9b:1::/48")),
+)
+
+_REMOTE_IP_FIELDS = ("ipAddressV4", "ipAddressV6")
+
+
+def normalise(address: IPAddress) -> IPAddress:
+    """The address a packet from ``address`` arrives as.
+
+    IPv4-mapped IPv6 becomes IPv4, and an IPv6 zone (``%eth0``) is dropped: it names one of
+    the observer's interfaces, not part of the remote address, and WAF rejects it.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            return ipaddress.IPv6Address(address.packed)
+    return address
+
+
+def canonical_cidr(address: IPAddress) -> str:
+    """The host CIDR WAF IP sets and NACL entries take: ``/32`` for IPv4, ``/128`` for IPv6."""
+    return f"{address}/{address.max_prefixlen}"
+
+
+def canonical_entry(entry: str) -> str:
+    """An IP set entry as this package writes it, so entries compare as text.
+
+    WAF keeps entries as they were written; someone else may have written
+    ``2001:DB8:0:0::1/128`` by hand.
+    """
+    return str(ipaddress.ip_network(entry.strip(), strict=False))
+
+
+def parse_host(text: object) -> IPAddress:
+    """One host address from an operator, with or without a host-length prefix."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected an IP address string, got {type(text).__name__}")
+    candidate = text.strip()
+    try:
+        network = ipaddress.ip_network(candidate, strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+    if network.num_addresses != 1:
+        raise ValueError(
+            f"{text!r} is a /{network.prefixlen} network; only single addresses can be blocked"
+        )
+    return normalise(network.network_address)
+
+
+def _remote_ip_details(action: Mapping[str, Any], kind: ActionKind) -> list[tuple[str, Any]]:
+    """``(path, remoteIpDetails)`` pairs for the action object of ``kind``."""
+    key = kind.action_key
+    body = action.get(key)
+    if not isinstance(body, Mapping):
+        return []
+    base = f"service.action.{key}"
+    if kind is ActionKind.NETWORK_CONNECTION:
+        # Only inbound connections make the remote party the attacker; outbound ones make
+        # our instance the attacker and the remote address its victim.
+        if body.get("connectionDirection") != "INBOUND":
+            return []
+        return [(f"{base}.remoteIpDetails", body.get("remoteIpDetails"))]
+    if kind is ActionKind.PORT_PROBE:
+        details = body.get("portProbeDetails")
+        if not isinstance(details, list):
+            return []
+        return [
+            (f"{base}.portProbeDetails[{index}].remoteIpDetails", detail.get("remoteIpDetails"))
+            for index, detail in enumerate(details)
+            if isinstance(detail, Mapping)
+        ]
+    return [(f"{base}.remoteIpDetails", body.get("remoteIpDetails"))]
+
+
+def extract_addresses(finding_detail: object) -> list[FoundAddress]:
+    """Every remote attacker address a catalog finding carries, normalised, first seen first.
+
+    Anything else (a type outside the catalog, a missing or odd-shaped field, a value that
+    is not an address) yields nothing rather than an error: findings come from outside.
+    """
+    if not isinstance(finding_detail, Mapping):
+        return []
+    kind = action_kind(finding_detail.get("type"))
+    service = finding_detail.get("service")
+    action = service.get("action") if isinstance(service, Mapping) else None
+    if kind is None or not isinstance(action, Mapping):
+        return []
+    found: dict[IPAddress, str] = {}
+    for path, details in _remote_ip_details(action, kind):
+        if not isinstance(details, Mapping):
+            continue
+        for field in _REMOTE_IP_FIELDS:
+            value = details.get(field)
+            if not isinstance(value, str):
+                continue
+            try:
+                address = normalise(ipaddress.ip_address(value.strip()))
+            except ValueError:
+                continue
+            found.setdefault(address, f"{path}.{field}")
+    return [FoundAddress(address, where) for address, where in found.items()]
+
+
+def _judge(address: IPAddress, allowlist: Iterable[IPNetwork]) -> Decision:
+    for network in allowlist:
+        if address in network:
+            return Decision(False, f"allow-listed by {network}")
+    if address.is_unspecified:
+        return Decision(False, "unspecified address")
+    if address.is_loopback:
+        return Decision(False, "loopback address")
+    if address.is_link_local:
+        return Decision(False, "link-local address")
+    if address.is_multicast:
+        return Decision(False, "multicast address")
+    for reason, networks in _SPECIAL_RANGES:
+        if any(address in network for network in networks):
+            return Decision(False, reason)
+    if address.is_reserved:
+        return Decision(False, "reserved address")
+    if not address.is_global:
+        return Decision(False, "not globally reachable (IANA special-purpose registry)")
+    return Decision(True, "global unicast address")
+
+
+def classify(address: IPAddress, allowlist: Iterable[IPNetwork]) -> Decision:
+    """May ``address`` be blocked? Never for allow-listed or non-global addresses."""
+    allowlist = tuple(allowlist)
+    host = normalise(address)
+    decision = _judge(host, allowlist)
+    if not decision.allowed:
+        return decision
+    tunnelled = host.sixtofour if isinstance(host, ipaddress.IPv6Address) else None
+    if tunnelled is not None:
+        embedded = _judge(tunnelled, allowlist)
+        if not embedded.allowed:
+            return Decision(False, f"6to4 address embedding {tunnelled}: {embedded.reason}")
+    return decision
+
+
+def parse_allowlist(text: str) -> tuple[IPNetwork, ...]:
+    """CIDRs from a JSON list (``["192.0.2.0/24"]``) or comma/space separated text.
+
+    Plain addresses become host networks. Host bits set (``10.0.0.1/8``) is an error, not a
+    silent widening: the operator meant something and should say which.
+    """
+    stripped = text.strip()
+    if not stripped:
+        return ()
+    entries: list[object]
+    if stripped[0] in '[{"':
+        try:
+            decoded = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"allowlist is not valid JSON: {exc.msg}") from None
+        if not isinstance(decoded, list):
+            raise ValueError("allowlist JSON must be a list of CIDR strings")
+        entries = decoded
+    else:
+        entries = [part for part in stripped.replace(",", " ").split() if part]
+    networks: list[IPNetwork] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ValueError(f"allowlist entry {entry!r} is not a string")
+        try:
+            network = ipaddress.ip_network(entry.strip(), strict=True)
+        except ValueError as exc:
+            raise ValueError(f"allowlist entry {entry!r} is not a CIDR: {exc}") from None
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)

@@ -1,0 +1,1 @@
+"""GuardDuty attacker addresses -> WAF IP set blocks that expire on their own."""

@@ -1,0 +1,914 @@
+"""Block attacker addresses in WAF IP sets, expire the blocks, tell people.
+
+Model. The DynamoDB state table is the record of what is blocked and until when; each IP
+set is kept equal to the unexpired rows of its IP version. Writers keep one ordering
+rule: a row is written *before* its address is added to a set, and deleted *before* its
+address is removed. The sweeper reads a set first and the table second, so any address
+it finds in a set without a row really has no row (and goes), and a concurrent writer that
+changes the set after that read invalidates the sweeper's LockToken (and it re-reads).
+
+Item layout (partition key ``pk``, TTL attribute ``expires_at``)::
+
+    pk           "ip#203.0.113.9/32" | "ip#2001:db8::1/128"
+    address      the CIDR as written to the IP set
+    version      4 | 6
+    expires_at   epoch seconds; only ever moves later (max of existing and new)
+    first_seen   epoch seconds of the first block
+    last_seen    epoch seconds of the latest block
+    hit_count    blocks requested for this address (findings and manual)
+    finding_ids  string set of GuardDuty finding ids that named it (absent for manual)
+    reason       why it was last blocked
+
+The same table holds Powertools idempotency records (``pk`` = ``finding#<hash>``, same
+``expires_at`` TTL attribute); everything that lists blocks filters on the ``ip#`` prefix.
+
+Concurrency. IP set updates are read-modify-write guarded by WAF's LockToken: on
+``WAFOptimisticLockException`` (someone else wrote in between) the loop re-reads and
+re-plans, with exponential backoff and full jitter, for a bounded number of attempts,
+then raises :class:`IpSetUpdateError` so Lambda retries the event or sends it to the
+on-failure destination. All addresses of one IP version in one event go in one update.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
+
+from functions.common import addresses, aws, report
+from functions.common.finding_catalog import action_kind
+
+FUNCTION_NAME = "waf_blocker"
+logger = Logger(service=FUNCTION_NAME, child=True)
+
+ROW_PREFIX = "ip#"
+IDEMPOTENCY_KEY_PREFIX = "finding"
+# EventBridge retries delivery for up to 24 hours; a redelivery inside that window must be
+# recognised as one.
+IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+WAF_MAX_ADDRESSES_PER_SET = 10_000
+MIN_TTL_SECONDS = 60
+MAX_TTL_SECONDS = 365 * 24 * 3600
+MAX_ADDRESSES_PER_REQUEST = 1_000
+
+# Eight writers hammering one set (tests/e2e) needed up to 14 attempts in rare cases, 1-3
+# usually; ten keeps the worst-case wait under ten seconds and leaves the rest to Lambda's
+# own retry of the event. Give the function a timeout of 30 s or more.
+MAX_ATTEMPTS = 10
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 2.0
+# Conditions WAF wants the caller to resolve (a fresh LockToken, an entity still being
+# propagated) plus throttling and internal errors that outlasted the SDK's own retries.
+RETRYABLE_WAF_ERRORS = frozenset(
+    {
+        "WAFOptimisticLockException",
+        "WAFUnavailableEntityException",
+        "WAFInternalErrorException",
+        "ThrottlingException",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """The function's environment is wrong: a deployment bug, not bad input."""
+
+
+class IpSetUpdateError(RuntimeError):
+    """An IP set could not be updated within the retry budget; Lambda should retry."""
+
+
+class _RowsChanged(Exception):
+    """An eviction candidate's row changed under us; re-read and re-plan."""
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, slots=True)
+class IpSetRef:
+    name: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    state_table: str
+    ipv4_set: IpSetRef
+    ipv6_set: IpSetRef
+    scope: str
+    allowlist: tuple[addresses.IPNetwork, ...] = ()
+    block_ttl_seconds: int = 3600
+    severity_threshold: float = 4.0
+    max_addresses_per_set: int = WAF_MAX_ADDRESSES_PER_SET
+    notify_topic_arn: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scope not in ("REGIONAL", "CLOUDFRONT"):
+            raise ConfigError(f"IP_SET_SCOPE must be REGIONAL or CLOUDFRONT, got {self.scope!r}")
+        if not MIN_TTL_SECONDS <= self.block_ttl_seconds <= MAX_TTL_SECONDS:
+            raise ConfigError(
+                f"BLOCK_TTL_SECONDS must be {MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}, "
+                f"got {self.block_ttl_seconds}"
+            )
+        if not 0 <= self.severity_threshold <= 10:
+            raise ConfigError(f"SEVERITY_THRESHOLD must be 0..10, got {self.severity_threshold}")
+        if not 1 <= self.max_addresses_per_set <= WAF_MAX_ADDRESSES_PER_SET:
+            raise ConfigError(
+                f"MAX_ADDRESSES_PER_SET must be 1..{WAF_MAX_ADDRESSES_PER_SET}, "
+                f"got {self.max_addresses_per_set}"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise ConfigError(f"environment variable {name} is required")
+            return value
+
+        def number(name: str, default: str, kind: Callable[[str], Any]) -> Any:
+            raw = env.get(name, "").strip() or default
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+        try:
+            allowlist = addresses.parse_allowlist(env.get("ALLOWLIST_CIDRS", ""))
+        except ValueError as exc:
+            raise ConfigError(f"ALLOWLIST_CIDRS: {exc}") from None
+        return cls(
+            state_table=required("STATE_TABLE"),
+            ipv4_set=IpSetRef(required("IPV4_SET_NAME"), required("IPV4_SET_ID")),
+            ipv6_set=IpSetRef(required("IPV6_SET_NAME"), required("IPV6_SET_ID")),
+            scope=env.get("IP_SET_SCOPE", "").strip() or "REGIONAL",
+            allowlist=allowlist,
+            block_ttl_seconds=number("BLOCK_TTL_SECONDS", "3600", int),
+            severity_threshold=number("SEVERITY_THRESHOLD", "4.0", float),
+            max_addresses_per_set=number("MAX_ADDRESSES_PER_SET", "10000", int),
+            notify_topic_arn=env.get("NOTIFY_TOPIC_ARN", "").strip(),
+        )
+
+    def ip_set(self, version: int) -> IpSetRef:
+        return self.ipv4_set if version == 4 else self.ipv6_set
+
+    @property
+    def waf_region(self) -> str | None:
+        # CloudFront-scoped WAF resources are managed only through us-east-1.
+        return "us-east-1" if self.scope == "CLOUDFRONT" else None
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Time as the remediator sees it; tests and the demo pass their own to move it."""
+
+    now: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+
+SYSTEM_CLOCK = Clock()
+
+
+# --------------------------------------------------------------------------- event contracts
+
+
+class GuardDutyFinding(BaseModel):
+    """The part of a GuardDuty finding this function reads; the rest is ignored."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: StrictStr = Field(min_length=1, max_length=300)
+    type: StrictStr = Field(min_length=1, max_length=300)
+    severity: float = Field(ge=0, le=10)
+    updated_at: StrictStr = Field(alias="updatedAt", min_length=1, max_length=64)
+    arn: StrictStr | None = None
+    service: dict[str, Any] = Field(default_factory=dict)
+
+
+class GuardDutyFindingEvent(EventBridgeModel):
+    detail: GuardDutyFinding
+
+
+class BlockRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["block"]
+    addresses: list[StrictStr] = Field(min_length=1, max_length=MAX_ADDRESSES_PER_REQUEST)
+    ttl_seconds: StrictInt | None = Field(default=None, ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)
+    reason: StrictStr = Field(min_length=1, max_length=256)
+
+
+class UnblockRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["unblock"]
+    addresses: list[StrictStr] = Field(min_length=1, max_length=MAX_ADDRESSES_PER_REQUEST)
+    reason: StrictStr = Field(min_length=1, max_length=256)
+
+
+class SweepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["sweep"]
+
+
+class DirectRequest(
+    RootModel[
+        Annotated[BlockRequest | UnblockRequest | SweepRequest, Field(discriminator="action")]
+    ]
+):
+    """An operator's (or the schedule's) invocation, told apart by ``action``."""
+
+
+# --------------------------------------------------------------------------- state table
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    address: str
+    version: int
+    expires_at: int
+
+
+def _row_key(cidr: str) -> dict[str, Any]:
+    return {"pk": {"S": f"{ROW_PREFIX}{cidr}"}}
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class StateTable:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._db = aws.client("dynamodb")
+
+    def upsert(
+        self,
+        cidr: str,
+        version: int,
+        *,
+        expires_at: int,
+        reason: str,
+        finding_id: str | None,
+        now: int,
+    ) -> int:
+        """Record a block; returns the row's expiry, which never moves earlier."""
+        names = {
+            "#address": "address",
+            "#version": "version",
+            "#reason": "reason",
+            "#last": "last_seen",
+            "#first": "first_seen",
+            "#expires": "expires_at",
+            "#hits": "hit_count",
+        }
+        values: dict[str, Any] = {
+            ":address": {"S": cidr},
+            ":version": {"N": str(version)},
+            ":reason": {"S": reason},
+            ":now": {"N": str(now)},
+            ":expires": {"N": str(expires_at)},
+            ":one": {"N": "1"},
+        }
+        expression = (
+            "SET #address = :address, #version = :version, #reason = :reason, #last = :now, "
+            "#first = if_not_exists(#first, :now), #expires = if_not_exists(#expires, :expires) "
+            "ADD #hits :one"
+        )
+        if finding_id:
+            names["#findings"] = "finding_ids"
+            values[":findings"] = {"SS": [finding_id]}
+            expression += ", #findings :findings"
+        response = self._db.update_item(
+            TableName=self.name,
+            Key=_row_key(cidr),
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+        current = int(response["Attributes"]["expires_at"]["N"])
+        if current >= expires_at:
+            return current
+        # DynamoDB has no max(); a conditional SET gives "extend, never shorten", and a
+        # failed condition means a concurrent writer extended it further already.
+        try:
+            self._db.update_item(
+                TableName=self.name,
+                Key=_row_key(cidr),
+                UpdateExpression="SET #expires = :expires",
+                ConditionExpression="#expires < :expires",
+                ExpressionAttributeNames={"#expires": "expires_at"},
+                ExpressionAttributeValues={":expires": {"N": str(expires_at)}},
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+        return expires_at
+
+    def rows(self, version: int | None = None) -> list[Row]:
+        """Every block row (strongly consistent), optionally of one IP version.
+
+        The address comes from the key, the one thing every delete and update addresses. A
+        row someone edited into an unreadable shape is skipped (and logged) rather than
+        failing every sweep from now on; the sweep then treats its address as unrecorded.
+        """
+        names = {"#version": "version", "#expires": "expires_at"}
+        values: dict[str, Any] = {":prefix": {"S": ROW_PREFIX}}
+        condition = "begins_with(pk, :prefix)"
+        if version is not None:
+            values[":version"] = {"N": str(version)}
+            condition += " AND #version = :version"
+        request: dict[str, Any] = {
+            "TableName": self.name,
+            "ConsistentRead": True,
+            "FilterExpression": condition,
+            "ProjectionExpression": "pk, #version, #expires",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        rows: list[Row] = []
+        while True:
+            page = self._db.scan(**request)
+            for item in page.get("Items", []):
+                try:
+                    rows.append(
+                        Row(
+                            address=item["pk"]["S"].removeprefix(ROW_PREFIX),
+                            version=int(item["version"]["N"]),
+                            expires_at=int(item["expires_at"]["N"]),
+                        )
+                    )
+                except (KeyError, ValueError):
+                    logger.warning("skipping unreadable state row", extra={"item": item})
+            if "LastEvaluatedKey" not in page:
+                return rows
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def delete_if_unchanged(self, cidr: str, expires_at: int | None) -> bool:
+        """Delete a row only if it still expires at ``expires_at`` (``None``: if absent).
+
+        ``False`` means a concurrent writer re-blocked the address in the meantime.
+        """
+        if expires_at is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "#expires = :seen",
+                "ExpressionAttributeNames": {"#expires": "expires_at"},
+                "ExpressionAttributeValues": {":seen": {"N": str(expires_at)}},
+            }
+        try:
+            self._db.delete_item(TableName=self.name, Key=_row_key(cidr), **condition)
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def delete(self, cidr: str) -> bool:
+        """Delete a row; ``True`` if there was one."""
+        response = self._db.delete_item(
+            TableName=self.name, Key=_row_key(cidr), ReturnValues="ALL_OLD"
+        )
+        return "Attributes" in response
+
+
+# --------------------------------------------------------------------------- IP sets
+
+
+@dataclass(frozen=True, slots=True)
+class SetChange:
+    addresses: list[str]
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    evicted: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SetWrite:
+    arn: str
+    change: SetChange | None
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter: spreads contending writers instead of retrying them in lockstep."""
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+
+
+def _dedupe(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def modify_ip_set(
+    config: Config,
+    ref: IpSetRef,
+    plan: Callable[[list[str]], SetChange | None],
+    clock: Clock,
+) -> SetWrite:
+    """Read the set, let ``plan`` decide its new content, write it with the LockToken.
+
+    ``plan`` runs again on every attempt against what the set holds now, so a retry never
+    writes back a stale view. ``None`` from ``plan`` means nothing to change.
+    """
+    waf = aws.client("wafv2", config.waf_region)
+    last_error = ""
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            response = waf.get_ip_set(Name=ref.name, Scope=config.scope, Id=ref.id)
+            ip_set = response["IPSet"]
+            current = _dedupe(addresses.canonical_entry(entry) for entry in ip_set["Addresses"])
+            change = plan(current)
+            if change is None:
+                return SetWrite(ip_set["ARN"], None)
+            update: dict[str, Any] = {
+                "Name": ref.name,
+                "Scope": config.scope,
+                "Id": ref.id,
+                "Addresses": change.addresses,
+                "LockToken": response["LockToken"],
+            }
+            # UpdateIPSet replaces every mutable field; omitting it would clear it.
+            if ip_set.get("Description"):
+                update["Description"] = ip_set["Description"]
+            waf.update_ip_set(**update)
+            return SetWrite(ip_set["ARN"], change)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code not in RETRYABLE_WAF_ERRORS:
+                raise
+            last_error = code
+        except _RowsChanged as exc:
+            last_error = str(exc)
+        logger.info(
+            "IP set write conflicted; retrying",
+            extra={"ip_set": ref.name, "attempt": attempt + 1, "error": last_error},
+        )
+        if attempt + 1 < MAX_ATTEMPTS:
+            clock.sleep(_backoff(attempt))
+    raise IpSetUpdateError(
+        f"IP set {ref.name} ({ref.id}) was not updated after {MAX_ATTEMPTS} attempts; "
+        f"last error: {last_error}"
+    )
+
+
+def _evict(
+    table: StateTable, candidates: Sequence[str], count: int, expiries: Mapping[str, int]
+) -> list[str]:
+    """Drop the ``count`` candidates that expire first (rows first, per the ordering rule).
+
+    An address in the set without a row has no recorded expiry, so it goes first.
+    """
+    ranked = sorted(candidates, key=lambda cidr: (expiries.get(cidr, -1), cidr))
+    evicted = ranked[:count]
+    for cidr in evicted:
+        if not table.delete_if_unchanged(cidr, expiries.get(cidr)):
+            raise _RowsChanged(f"row for {cidr} changed while evicting")
+    return evicted
+
+
+def _plan_add(
+    table: StateTable, version: int, incoming: Sequence[str], cap: int
+) -> Callable[[list[str]], SetChange | None]:
+    def plan(current: list[str]) -> SetChange | None:
+        present = set(current)
+        added = [cidr for cidr in incoming if cidr not in present]
+        merged = current + added
+        evicted: list[str] = []
+        overflow = len(merged) - cap
+        if overflow > 0:
+            expiries = {row.address: row.expires_at for row in table.rows(version)}
+            keep = set(incoming)
+            candidates = [cidr for cidr in current if cidr not in keep]
+            evicted = _evict(table, candidates, overflow, expiries)
+            gone = set(evicted)
+            merged = [cidr for cidr in merged if cidr not in gone]
+        if not added and not evicted:
+            return None
+        return SetChange(merged, added=added, removed=evicted, evicted=evicted)
+
+    return plan
+
+
+def _plan_remove(outgoing: Sequence[str]) -> Callable[[list[str]], SetChange | None]:
+    def plan(current: list[str]) -> SetChange | None:
+        leaving = set(outgoing)
+        removed = [cidr for cidr in current if cidr in leaving]
+        if not removed:
+            return None
+        return SetChange([cidr for cidr in current if cidr not in leaving], removed=removed)
+
+    return plan
+
+
+def _plan_reconcile(
+    table: StateTable, version: int, now: float, cap: int
+) -> Callable[[list[str]], SetChange | None]:
+    # Rows evicted by an attempt that then lost the LockToken race are gone by the next
+    # attempt; remembering them keeps the report honest about why they left.
+    evicted: list[str] = []
+
+    def plan(current: list[str]) -> SetChange | None:
+        live = {row.address: row.expires_at for row in table.rows(version) if row.expires_at > now}
+        if len(live) > cap:
+            for cidr in _evict(table, list(live), len(live) - cap, live):
+                evicted.append(cidr)
+                del live[cidr]
+        present = set(current)
+        kept = [cidr for cidr in current if cidr in live]
+        added = sorted(cidr for cidr in live if cidr not in present)
+        removed = [cidr for cidr in current if cidr not in live]
+        if not added and not removed and not evicted:
+            return None
+        return SetChange(kept + added, added=added, removed=removed, evicted=list(evicted))
+
+    return plan
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Outcome:
+    blocked: list[tuple[str, int, str]] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    evicted: list[str] = field(default_factory=list)
+    ip_set_arns: list[str] = field(default_factory=list)
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "status": "processed",
+            **extra,
+            "blocked": [{"address": c, "expiresAt": _iso(e)} for c, e, _ in self.blocked],
+            "rejected": [{"address": a, "reason": r} for a, r in self.rejected],
+            "evicted": list(self.evicted),
+        }
+
+    def actions(self, config: Config) -> list[str]:
+        lines = [
+            f"Blocked {cidr} in WAF IP set {ip_set} until {_iso(expires)}"
+            for cidr, expires, ip_set in self.blocked
+        ]
+        lines += [f"Did not block {address}: {reason}" for address, reason in self.rejected]
+        lines += [
+            f"Evicted {cidr} (it was due to expire first) to keep the IP set within "
+            f"{config.max_addresses_per_set} addresses"
+            for cidr in self.evicted
+        ]
+        return lines
+
+
+def _block(
+    config: Config,
+    clock: Clock,
+    hosts: Sequence[addresses.IPAddress],
+    *,
+    ttl_seconds: int,
+    reason: str,
+    finding_id: str | None,
+    outcome: _Outcome,
+) -> None:
+    now = int(clock.now())
+    expires_at = now + ttl_seconds
+    by_version: dict[int, list[str]] = {4: [], 6: []}
+    for host in hosts:
+        decision = addresses.classify(host, config.allowlist)
+        if decision.allowed:
+            by_version[host.version].append(addresses.canonical_cidr(host))
+        else:
+            outcome.rejected.append((str(host), decision.reason))
+    table = StateTable(config.state_table)
+    cap = config.max_addresses_per_set
+    for version, found in by_version.items():
+        cidrs = _dedupe(found)
+        if not cidrs:
+            continue
+        outcome.rejected.extend(
+            (cidr, f"one request may block at most {cap} IPv{version} addresses (IP set cap)")
+            for cidr in cidrs[cap:]
+        )
+        cidrs = cidrs[:cap]
+        expiries = [
+            table.upsert(
+                cidr, version, expires_at=expires_at, reason=reason, finding_id=finding_id, now=now
+            )
+            for cidr in cidrs
+        ]
+        ref = config.ip_set(version)
+        write = modify_ip_set(config, ref, _plan_add(table, version, cidrs, cap), clock)
+        outcome.ip_set_arns.append(write.arn)
+        outcome.blocked.extend(
+            (cidr, expiry, ref.name) for cidr, expiry in zip(cidrs, expiries, strict=True)
+        )
+        if write.change is not None:
+            outcome.evicted.extend(write.change.evicted)
+
+
+def _report_severity(guardduty_severity: float) -> str:
+    if guardduty_severity >= 7:
+        return "HIGH"
+    if guardduty_severity >= 4:
+        return "MEDIUM"
+    return "LOW"
+
+
+def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
+    if not config.notify_topic_arn:
+        return False
+    message = report.remediation_report(
+        function=FUNCTION_NAME, now=datetime.fromtimestamp(clock.now(), UTC), **fields
+    )
+    report.publish(config.notify_topic_arn, message)
+    return True
+
+
+def _block_finding(
+    *,
+    delivery: dict[str, str],
+    event: GuardDutyFindingEvent,
+    config: Config,
+    clock: Clock,
+) -> dict[str, Any]:
+    """The idempotent part: ``delivery`` (finding id + updatedAt) is the idempotency key."""
+    finding = event.detail
+    found = addresses.extract_addresses({"type": finding.type, "service": finding.service})
+    ids = {"findingId": delivery["findingId"], "findingType": finding.type}
+    if not found:
+        logger.info("finding names no inbound remote address; nothing to block", extra=ids)
+        return {"status": "processed", **ids, "blocked": [], "rejected": [], "evicted": []}
+    outcome = _Outcome()
+    _block(
+        config,
+        clock,
+        [item.address for item in found],
+        ttl_seconds=config.block_ttl_seconds,
+        reason=f"GuardDuty {finding.type}",
+        finding_id=finding.id,
+        outcome=outcome,
+    )
+    notified = _publish(
+        config,
+        clock,
+        title=f"Blocked {len(outcome.blocked)} address(es) at the edge: {finding.type}",
+        severity=_report_severity(finding.severity),
+        summary=(
+            f"GuardDuty finding {finding.type} (severity {finding.severity}) named "
+            f"{len(found)} remote address(es): {len(outcome.blocked)} blocked for "
+            f"{config.block_ttl_seconds} s, {len(outcome.rejected)} not blocked, "
+            f"{len(outcome.evicted)} evicted."
+        ),
+        actions=outcome.actions(config),
+        account=event.account,
+        region=event.region,
+        resources=[*outcome.ip_set_arns, *([finding.arn] if finding.arn else [])],
+        finding_id=finding.id,
+    )
+    logger.info(
+        "finding processed",
+        extra={**ids, "blocked": len(outcome.blocked), "rejected": len(outcome.rejected)},
+    )
+    return outcome.result(**ids, notified=notified)
+
+
+_persistence_guard = threading.Lock()
+_persistence_layers: dict[str, tuple[Any, DynamoDBPersistenceLayer]] = {}
+
+
+def _persistence_layer(table: str) -> DynamoDBPersistenceLayer:
+    """One layer per table and client, for the life of the container.
+
+    Each new layer registers another User-Agent hook on the (cached) DynamoDB client, so a
+    layer per invocation would grow that client's hooks and headers without bound.
+    """
+    client = aws.client("dynamodb")
+    with _persistence_guard:
+        cached = _persistence_layers.get(table)
+        if cached is None or cached[0] is not client:
+            layer = DynamoDBPersistenceLayer(
+                table_name=table, key_attr="pk", expiry_attr="expires_at", boto3_client=client
+            )
+            cached = _persistence_layers[table] = (client, layer)
+        return cached[1]
+
+
+def handle_finding(
+    event: GuardDutyFindingEvent,
+    config: Config,
+    clock: Clock = SYSTEM_CLOCK,
+    lambda_context: LambdaContext | None = None,
+) -> dict[str, Any]:
+    """Block the attacker addresses of a catalog finding at or above the threshold.
+
+    Idempotency: Powertools' ``idempotent_function`` over the state table, keyed on the
+    finding id *and* its ``updatedAt``. The same delivery twice (EventBridge is
+    at-least-once) returns the stored result without touching WAF or SNS; a genuine update
+    of the finding (GuardDuty re-publishes it with a new ``updatedAt`` when the activity
+    recurs) is new evidence and extends the block. Powertools rather than our own
+    conditional write because it also handles an in-flight duplicate (raises, so Lambda
+    retries it later), deletes the record when processing fails (so the retry really
+    retries) and stores the result to return on replay.
+    """
+    finding = event.detail
+    ids = {"findingId": finding.id, "findingType": finding.type}
+    if action_kind(finding.type) is None:
+        reason = f"finding type {finding.type} does not name a blockable attacker address"
+        logger.info("finding ignored", extra={**ids, "reason": reason})
+        return {"status": "ignored", **ids, "reason": reason}
+    if finding.severity < config.severity_threshold:
+        reason = f"severity {finding.severity} is below the threshold {config.severity_threshold}"
+        logger.info("finding ignored", extra={**ids, "reason": reason})
+        return {"status": "ignored", **ids, "reason": reason}
+    idempotency = IdempotencyConfig(
+        expires_after_seconds=IDEMPOTENCY_WINDOW_SECONDS, lambda_context=lambda_context
+    )
+    process = idempotent_function(
+        _block_finding,
+        data_keyword_argument="delivery",
+        persistence_store=_persistence_layer(config.state_table),
+        config=idempotency,
+        key_prefix=IDEMPOTENCY_KEY_PREFIX,
+    )
+    result: dict[str, Any] = process(
+        delivery={"findingId": finding.id, "updatedAt": finding.updated_at},
+        event=event,
+        config=config,
+        clock=clock,
+    )
+    return result
+
+
+def _parse_hosts(texts: Sequence[str], outcome: _Outcome) -> list[addresses.IPAddress]:
+    hosts: list[addresses.IPAddress] = []
+    for text in texts:
+        try:
+            hosts.append(addresses.parse_host(text))
+        except ValueError as exc:
+            outcome.rejected.append((text, str(exc)))
+    return hosts
+
+
+def block(
+    request: BlockRequest, config: Config, clock: Clock, *, account: str, region: str
+) -> dict[str, Any]:
+    """An operator's block: same rules as findings (allowlist, global addresses only)."""
+    outcome = _Outcome()
+    hosts = _parse_hosts(request.addresses, outcome)
+    ttl = request.ttl_seconds or config.block_ttl_seconds
+    _block(
+        config,
+        clock,
+        hosts,
+        ttl_seconds=ttl,
+        reason=request.reason,
+        finding_id=None,
+        outcome=outcome,
+    )
+    notified = _publish(
+        config,
+        clock,
+        title=f"Blocked {len(outcome.blocked)} address(es) at the edge on request",
+        severity="INFO",
+        summary=(
+            f"Manual block ({request.reason}): {len(outcome.blocked)} blocked for {ttl} s, "
+            f"{len(outcome.rejected)} not blocked, {len(outcome.evicted)} evicted."
+        ),
+        actions=outcome.actions(config),
+        account=account,
+        region=region,
+        resources=outcome.ip_set_arns,
+    )
+    return outcome.result(action="block", notified=notified)
+
+
+def unblock(
+    request: UnblockRequest, config: Config, clock: Clock, *, account: str, region: str
+) -> dict[str, Any]:
+    outcome = _Outcome()
+    hosts = _parse_hosts(request.addresses, outcome)
+    table = StateTable(config.state_table)
+    by_version: dict[int, list[str]] = {4: [], 6: []}
+    had_row: set[str] = set()
+    for host in hosts:
+        cidr = addresses.canonical_cidr(host)
+        by_version[host.version].append(cidr)
+        if table.delete(cidr):
+            had_row.add(cidr)
+    unblocked: list[str] = []
+    not_blocked: list[str] = []
+    for version, found in by_version.items():
+        cidrs = _dedupe(found)
+        if not cidrs:
+            continue
+        write = modify_ip_set(config, config.ip_set(version), _plan_remove(cidrs), clock)
+        outcome.ip_set_arns.append(write.arn)
+        in_set = set(write.change.removed) if write.change else set()
+        for cidr in cidrs:
+            (unblocked if cidr in in_set or cidr in had_row else not_blocked).append(cidr)
+    actions = [f"Unblocked {cidr}" for cidr in unblocked]
+    actions += [f"{cidr} was not blocked" for cidr in not_blocked]
+    actions += [f"Did not unblock {address}: {reason}" for address, reason in outcome.rejected]
+    notified = _publish(
+        config,
+        clock,
+        title=f"Unblocked {len(unblocked)} address(es) at the edge on request",
+        severity="INFO",
+        summary=f"Manual unblock ({request.reason}): {len(unblocked)} unblocked.",
+        actions=actions,
+        account=account,
+        region=region,
+        resources=outcome.ip_set_arns,
+    )
+    return {
+        "status": "processed",
+        "action": "unblock",
+        "unblocked": unblocked,
+        "notBlocked": not_blocked,
+        "rejected": [{"address": a, "reason": r} for a, r in outcome.rejected],
+        "notified": notified,
+    }
+
+
+def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[str, Any]:
+    """Expire blocks and make each IP set equal to the unexpired rows of its version.
+
+    DynamoDB TTL deletes rows lazily (typically within days), so expiry is decided here
+    from ``expires_at``, never from a row's absence alone.
+    """
+    now = clock.now()
+    table = StateTable(config.state_table)
+    expired = [
+        row.address
+        for row in table.rows()
+        if row.expires_at <= now and table.delete_if_unchanged(row.address, row.expires_at)
+    ]
+    expired_set = set(expired)
+    removed_expired: list[str] = []
+    removed_unknown: list[str] = []
+    restored: list[str] = []
+    evicted: list[str] = []
+    arns: list[str] = []
+    for version in (4, 6):
+        write = modify_ip_set(
+            config,
+            config.ip_set(version),
+            _plan_reconcile(table, version, now, config.max_addresses_per_set),
+            clock,
+        )
+        arns.append(write.arn)
+        if write.change is None:
+            continue
+        restored += write.change.added
+        evicted += write.change.evicted
+        for cidr in write.change.removed:
+            if cidr in expired_set:
+                removed_expired.append(cidr)
+            elif cidr not in write.change.evicted:
+                removed_unknown.append(cidr)
+    actions = [f"Unblocked {cidr}: its block expired" for cidr in removed_expired]
+    actions += [f"Removed {cidr}: no block is recorded for it" for cidr in removed_unknown]
+    actions += [f"Re-added {cidr}: its block is recorded but was missing" for cidr in restored]
+    actions += [f"Evicted {cidr}: the IP set was over its cap" for cidr in evicted]
+    notified = bool(actions) and _publish(
+        config,
+        clock,
+        title="WAF blocklist sweep changed the IP sets",
+        severity="INFO",
+        summary=(
+            f"{len(removed_expired)} expired, {len(removed_unknown)} unrecorded removed, "
+            f"{len(restored)} re-added, {len(evicted)} evicted."
+        ),
+        actions=actions,
+        account=account,
+        region=region,
+        resources=arns,
+    )
+    logger.info("sweep finished", extra={"expired": len(expired), "changes": len(actions)})
+    return {
+        "status": "swept",
+        "expired": expired,
+        "removedExpired": removed_expired,
+        "removedUnrecorded": removed_unknown,
+        "restored": restored,
+        "evicted": evicted,
+        "notified": notified,
+    }

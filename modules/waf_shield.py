@@ -1,0 +1,756 @@
+"""Module ``waf_shield``: the edge. A WAFv2 web ACL with rate-based rules, AWS managed
+rule groups, an allowlist and IPv4/IPv6 blocklists, logging, associations and optional
+Shield Advanced; and the ``waf_blocker`` remediator that fills the blocklists from
+GuardDuty findings and expires what it added.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdktn import Token
+from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktn_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
+from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktn_provider_aws.cloudwatch_log_resource_policy import CloudwatchLogResourcePolicy
+from cdktn_provider_aws.dynamodb_table import (
+    DynamodbTable,
+    DynamodbTableAttribute,
+    DynamodbTablePointInTimeRecovery,
+    DynamodbTableServerSideEncryption,
+    DynamodbTableTtl,
+)
+from cdktn_provider_aws.kms_alias import KmsAlias
+from cdktn_provider_aws.kms_key import KmsKey
+from cdktn_provider_aws.lambda_permission import LambdaPermission
+from cdktn_provider_aws.shield_application_layer_automatic_response import (
+    ShieldApplicationLayerAutomaticResponse,
+)
+from cdktn_provider_aws.shield_protection import ShieldProtection
+from cdktn_provider_aws.shield_protection_group import ShieldProtectionGroup
+from cdktn_provider_aws.wafv2_ip_set import Wafv2IpSet
+from cdktn_provider_aws.wafv2_web_acl import (
+    Wafv2WebAcl,
+    Wafv2WebAclDefaultAction,
+    Wafv2WebAclDefaultActionAllow,
+    Wafv2WebAclVisibilityConfig,
+)
+from cdktn_provider_aws.wafv2_web_acl_association import Wafv2WebAclAssociation
+from cdktn_provider_aws.wafv2_web_acl_logging_configuration import (
+    Wafv2WebAclLoggingConfiguration,
+)
+
+from bundle.inputs import (
+    ARN,
+    CIDR,
+    Attribute,
+    Input,
+    Rule,
+    Shape,
+    integer_between,
+    number_between,
+    one_of,
+    regex,
+)
+from bundle.module import ModuleStack, Output, event_pattern_expression, key_policy, ref, splat
+from functions.common import finding_catalog
+
+RATE_WINDOWS = (60, 120, 300, 600)
+REDACTABLE = ("single_header", "uri_path", "query_string", "method")
+
+RATE_RULE = Shape(
+    "rate_rule",
+    (
+        Attribute("name", "string"),
+        Attribute("limit", "number"),
+        Attribute("window", "number", 300),
+        Attribute("aggregate", "string", "IP"),
+        Attribute("forwarded_ip_header", "string", "X-Forwarded-For"),
+        Attribute("uri_path_prefix", "string", ""),
+        Attribute("country_codes", "list(string)", []),
+        Attribute("action", "string", "block"),
+    ),
+)
+MANAGED_RULE_GROUP = Shape(
+    "managed_rule_group",
+    (
+        Attribute("name", "string"),
+        Attribute("vendor", "string", "AWS"),
+        Attribute("version", "string", ""),
+        Attribute("rule_overrides_to_count", "list(string)", []),
+    ),
+)
+REDACTED_FIELD = Shape(
+    "redacted_field",
+    (Attribute("type", "string"), Attribute("name", "string", "")),
+)
+
+
+def _object_rule(condition: str, message: str, check: Any) -> Rule:
+    return Rule(condition=condition, message=message, check=check)
+
+
+RATE_RULE_CHECKS = (
+    _object_rule(
+        'can(regex("^[A-Za-z0-9_-]{1,100}$", {v}.name))',
+        "Rate rule names must be 1-100 letters, digits, hyphens or underscores.",
+        lambda r: bool(__import__("re").fullmatch(r"[A-Za-z0-9_-]{1,100}", r["name"])),
+    ),
+    _object_rule(
+        "{v}.limit >= 10 && {v}.limit <= 2000000000 && floor({v}.limit) == {v}.limit",
+        "Rate rule limits must be whole numbers from 10 to 2,000,000,000 requests per window.",
+        lambda r: float(r["limit"]).is_integer() and 10 <= r["limit"] <= 2_000_000_000,
+    ),
+    _object_rule(
+        "contains([60, 120, 300, 600], {v}.window)",
+        "Rate rule windows must be 60, 120, 300 or 600 seconds.",
+        lambda r: r["window"] in RATE_WINDOWS,
+    ),
+    _object_rule(
+        'contains(["IP", "FORWARDED_IP"], {v}.aggregate)',
+        "Rate rules aggregate by IP or FORWARDED_IP.",
+        lambda r: r["aggregate"] in ("IP", "FORWARDED_IP"),
+    ),
+    _object_rule(
+        'contains(["block", "count"], {v}.action)',
+        "Rate rule actions are block or count.",
+        lambda r: r["action"] in ("block", "count"),
+    ),
+    _object_rule(
+        '{v}.uri_path_prefix == "" || length({v}.country_codes) == 0',
+        "A rate rule scopes down by uri_path_prefix or by country_codes, not both.",
+        lambda r: not (r["uri_path_prefix"] and r["country_codes"]),
+    ),
+    _object_rule(
+        'alltrue([for c in {v}.country_codes : can(regex("^[A-Z]{2}$", c))])',
+        "Country codes are ISO 3166 alpha-2, such as US or DE.",
+        lambda r: all(
+            isinstance(c, str) and len(c) == 2 and c.isalpha() and c.isupper()
+            for c in r["country_codes"]
+        ),
+    ),
+)
+UNIQUE_NAMES = Rule(
+    condition="length(distinct([for r in {v} : r.name])) == length({v})",
+    message="Each rule must have its own name.",
+    check=lambda rules: len({r.name for r in rules}) == len(rules),
+)
+
+
+class WafShieldModule(ModuleStack):
+    name = "waf_shield"
+    title = "WAF and Shield: rate limits, managed rules, blocklists that expire"
+    summary = (
+        "A WAFv2 web ACL (REGIONAL or CLOUDFRONT) with an allowlist at the highest priority, "
+        "IPv4 and IPv6 blocklists, rate-based rules and AWS managed rule groups from "
+        "variables, logging to a KMS-encrypted `aws-waf-logs-*` log group with redacted "
+        "fields, associations with regional resources and optional Shield Advanced "
+        "protections. The paired `waf_blocker` Lambda adds the addresses GuardDuty findings "
+        "accuse to the blocklists (never an allow-listed or non-global one), records them in "
+        "DynamoDB with an expiry, and a scheduled sweep removes expired addresses and "
+        "reconciles the sets with the table. Every action is reported to the notifications "
+        "topic."
+    )
+    function = "waf_blocker"
+    inputs = (
+        Input(
+            "scope",
+            "string",
+            "REGIONAL (ALB, API Gateway, AppSync, Cognito, App Runner, Verified Access) or "
+            "CLOUDFRONT. CLOUDFRONT must be applied with a provider in us-east-1. See "
+            "https://docs.aws.amazon.com/waf/latest/developerguide/how-aws-waf-works-resources.html.",
+            default="REGIONAL",
+            rules=(one_of(("REGIONAL", "CLOUDFRONT")),),
+        ),
+        Input(
+            "rate_rules",
+            "",
+            "Rate-based rules, evaluated in list order after the allow and block lists: "
+            "`name`, `limit` (requests per window and key, 10-2,000,000,000), `window` (60, "
+            "120, 300 or 600 s), `aggregate` (IP or FORWARDED_IP with "
+            "`forwarded_ip_header`), an optional scope-down by `uri_path_prefix` or "
+            "`country_codes`, and `action` (block or count). See "
+            "https://docs.aws.amazon.com/waf/latest/developerguide/waf-rule-statement-type-rate-based.html.",
+            default=[{"name": "rate-per-ip", "limit": 2000}],
+            element=RATE_RULE,
+            each=RATE_RULE_CHECKS,
+            rules=(UNIQUE_NAMES,),
+        ),
+        Input(
+            "managed_rule_groups",
+            "",
+            "AWS Managed Rules groups, evaluated in list order after the rate rules: `name`, "
+            "`vendor` (AWS), an optional pinned `version`, and `rule_overrides_to_count` "
+            "(rules of the group that only count). See "
+            "https://docs.aws.amazon.com/waf/latest/developerguide/aws-managed-rule-groups-list.html.",
+            default=[
+                {"name": "AWSManagedRulesAmazonIpReputationList"},
+                {"name": "AWSManagedRulesCommonRuleSet"},
+                {"name": "AWSManagedRulesKnownBadInputsRuleSet"},
+            ],
+            element=MANAGED_RULE_GROUP,
+            rules=(UNIQUE_NAMES,),
+            each=(
+                _object_rule(
+                    'can(regex("^[A-Za-z0-9_-]{1,128}$", {v}.name))',
+                    "Managed rule group names are 1-128 letters, digits, hyphens or underscores.",
+                    lambda g: bool(__import__("re").fullmatch(r"[A-Za-z0-9_-]{1,128}", g["name"])),
+                ),
+            ),
+        ),
+        Input(
+            "allowlist_cidrs",
+            "list(string)",
+            "Addresses never blocked: the web ACL allows them before any other rule, and the "
+            "remediator refuses to block them. IPv4 and IPv6 CIDRs.",
+            default=[],
+            each=(CIDR,),
+        ),
+        Input(
+            "redacted_fields",
+            "",
+            "Request fields WAF leaves out of its logs: `type` single_header (with `name`), "
+            "uri_path, query_string or method. Headers that carry credentials belong here.",
+            default=[
+                {"type": "single_header", "name": "authorization"},
+                {"type": "single_header", "name": "cookie"},
+            ],
+            element=REDACTED_FIELD,
+            each=(
+                _object_rule(
+                    'contains(["single_header", "uri_path", "query_string", "method"], {v}.type)'
+                    ' && ({v}.type != "single_header" || {v}.name != "")',
+                    "Redacted fields are single_header (with a name), uri_path, query_string "
+                    "or method.",
+                    lambda f: (
+                        f["type"] in REDACTABLE
+                        and (f["type"] != "single_header" or bool(f["name"]))
+                    ),
+                ),
+            ),
+        ),
+        Input(
+            "associated_resource_arns",
+            "list(string)",
+            "Regional resources to protect with the web ACL (ALB, API Gateway stage, ...). "
+            "CloudFront distributions reference the web ACL from their own configuration.",
+            default=[],
+            each=(ARN,),
+        ),
+        Input(
+            "create_shield_protections",
+            "bool",
+            "Whether to create Shield Advanced protections (needs an active Shield Advanced "
+            "subscription, which costs money: off by default).",
+            default=False,
+        ),
+        Input(
+            "shield_resource_arns",
+            "list(string)",
+            "Resources Shield Advanced protects and groups (CloudFront distributions, ALBs, "
+            "Elastic IPs, Global Accelerators, Route 53 hosted zones).",
+            default=[],
+            each=(ARN,),
+        ),
+        Input(
+            "shield_automatic_mitigation_action",
+            "string",
+            "Action of Shield Advanced automatic application-layer DDoS mitigation on "
+            "protected CloudFront distributions and ALBs: block, count, or off.",
+            default="count",
+            rules=(one_of(("block", "count", "off")),),
+        ),
+        Input(
+            "create_remediator",
+            "bool",
+            "Whether to create the waf_blocker Lambda, its state table and its EventBridge rules.",
+            default=True,
+        ),
+        Input(
+            "block_ttl_seconds",
+            "number",
+            "How long a blocked address stays blocked (60 s to 7 days); a new finding about "
+            "it extends the block.",
+            default=3600,
+            rules=(integer_between(60, 604800),),
+        ),
+        Input(
+            "severity_threshold",
+            "number",
+            "GuardDuty severity at or above which a finding leads to a block (0-8.9; "
+            "GuardDuty rates 4.0-6.9 Medium, 7.0-8.9 High).",
+            default=4,
+            rules=(number_between(0, 8.9),),
+        ),
+        Input(
+            "max_addresses_per_set",
+            "number",
+            "Cap on addresses per blocklist IP set (WAF allows 10,000); when a block would "
+            "exceed it the addresses expiring first are evicted, and the report says so.",
+            default=10000,
+            rules=(integer_between(1, 10000),),
+        ),
+        Input(
+            "sweep_schedule",
+            "string",
+            "EventBridge schedule of the sweep that expires blocks and reconciles the sets "
+            "with the table.",
+            default="rate(5 minutes)",
+            rules=(
+                regex(
+                    r"^(rate|cron)\(.+\)$", "Must be an EventBridge rate() or cron() expression."
+                ),
+            ),
+        ),
+        Input(
+            "notify_topic_arn",
+            "string",
+            "SNS topic the remediator reports to (the notifications module's "
+            '`topic_arns["high"]`). Empty sends no reports.',
+            default="",
+            rules=(
+                Rule(
+                    '{v} == "" || ' + ARN.condition, ARN.message, lambda v: v == "" or ARN.check(v)
+                ),
+            ),
+        ),
+        Input(
+            "notify_kms_key_arn",
+            "string",
+            "KMS key of that topic (the notifications module's `kms_key_arn`), which the "
+            "remediator needs to publish to it. Empty when the topic is not encrypted.",
+            default="",
+            rules=(
+                Rule(
+                    '{v} == "" || ' + ARN.condition, ARN.message, lambda v: v == "" or ARN.check(v)
+                ),
+            ),
+        ),
+    )
+    outputs = (
+        Output(
+            "web_acl_arn", "ARN of the web ACL (for CloudFront: the distribution's web_acl_id)."
+        ),
+        Output("web_acl_id", "ID of the web ACL."),
+        Output(
+            "blocklist_ipv4_ip_set_arn", "ARN of the IPv4 blocklist IP set the remediator manages."
+        ),
+        Output(
+            "blocklist_ipv6_ip_set_arn", "ARN of the IPv6 blocklist IP set the remediator manages."
+        ),
+        Output("allowlist_ip_set_arns", "ARNs of the IPv4 and IPv6 allowlist IP sets."),
+        Output("log_group_arn", "ARN of the WAF log group."),
+        Output("kms_key_arn", "ARN of the module's KMS key (logs, state table, DLQ)."),
+        Output("state_table_name", "Name of the DynamoDB table of blocked addresses."),
+        Output("waf_blocker_function_arn", "ARN of the waf_blocker Lambda function."),
+        Output("waf_blocker_dlq_arn", "ARN of the waf_blocker dead-letter queue."),
+        Output("shield_protection_ids", "Map of resource ARN to Shield Advanced protection ID."),
+    )
+
+    def build(self) -> None:
+        key = KmsKey(
+            self,
+            "this",
+            count=self.count,
+            description="Playbook as Code waf_shield: WAF logs, state table, DLQ",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=self.expr(f"jsonencode({key_policy(self)})"),
+            tags=self.tags(),
+        )
+        key_arn = self.expr(ref(key, "arn"))
+        KmsAlias(
+            self,
+            "this_alias",
+            count=self.count,
+            name="alias/${var.name_prefix}-waf-shield",
+            target_key_id=self.expr(ref(key, "key_id")),
+        )
+
+        sets = {}
+        for purpose in ("allow", "block"):
+            for version in (4, 6):
+                cidrs = (
+                    f"[for c in var.allowlist_cidrs : c if {'' if version == 6 else '!'}"
+                    'strcontains(c, ":")]'
+                )
+                ip_set = Wafv2IpSet(
+                    self,
+                    f"{purpose}_ipv{version}",
+                    count=self.count,
+                    name=f"${{var.name_prefix}}-{purpose}list-ipv{version}",
+                    description=(
+                        "Never blocked (from allowlist_cidrs)"
+                        if purpose == "allow"
+                        else "Managed by the waf_blocker remediator"
+                    ),
+                    scope="${var.scope}",
+                    ip_address_version=f"IPV{version}",
+                    addresses=Token.as_list(self.expr(cidrs)) if purpose == "allow" else [],
+                    tags=self.tags(),
+                )
+                if purpose == "block":
+                    # The remediator owns the contents; Terraform must not undo its blocks.
+                    ip_set.add_override("lifecycle.ignore_changes", ["addresses"])
+                sets[(purpose, version)] = ip_set
+
+        acl = Wafv2WebAcl(
+            self,
+            "web_acl",
+            count=self.count,
+            name="${var.name_prefix}-web-acl",
+            description="Playbook as Code: allowlist, blocklists, rate rules, managed rules",
+            scope="${var.scope}",
+            default_action=Wafv2WebAclDefaultAction(allow=Wafv2WebAclDefaultActionAllow()),
+            visibility_config=_visibility("${var.name_prefix}-web-acl"),
+            tags=self.tags(),
+        )
+        # Rule statements nest arbitrarily deep and the bindings type them as Any, so the
+        # rules are written as plain blocks; rate rules and managed groups are dynamic
+        # blocks over their variables so one module serves every account.
+        static_rules = [
+            _ip_set_rule(f"{purpose}list-ipv{version}", priority, purpose, sets[(purpose, version)])
+            for priority, (purpose, version) in enumerate(
+                [("allow", 4), ("allow", 6), ("block", 4), ("block", 6)]
+            )
+        ]
+        acl.add_override("rule", static_rules)
+        acl.add_override("dynamic.rule", [_rate_rules(), _managed_rule_groups()])
+        acl.add_override(
+            "lifecycle.precondition",
+            [
+                {
+                    "condition": '${var.scope == "REGIONAL" || data.aws_region.region.id == "us-east-1"}',
+                    "error_message": "A CLOUDFRONT web ACL must be created with a provider in us-east-1.",
+                },
+                {
+                    "condition": '${var.scope == "REGIONAL" || length(var.associated_resource_arns) == 0}',
+                    "error_message": "CloudFront distributions attach a web ACL themselves; "
+                    "associated_resource_arns is for REGIONAL web ACLs.",
+                },
+            ],
+        )
+
+        log_group = CloudwatchLogGroup(
+            self,
+            "waf_logs",
+            count=self.count,
+            # WAF logs only to log groups whose name starts with aws-waf-logs-.
+            name="aws-waf-logs-${var.name_prefix}",
+            retention_in_days=Token.as_number("${var.log_retention_days}"),
+            kms_key_id=key_arn,
+            tags=self.tags(),
+        )
+        CloudwatchLogResourcePolicy(
+            self,
+            "waf_logs_delivery",
+            count=self.count,
+            policy_name="${var.name_prefix}-waf-log-delivery",
+            policy_document=self.expr(
+                'jsonencode({Version = "2012-10-17", Statement = [{Sid = "WafLogDelivery", '
+                'Effect = "Allow", Principal = {Service = "delivery.logs.amazonaws.com"}, '
+                'Action = ["logs:CreateLogStream", "logs:PutLogEvents"], '
+                f'Resource = ["${{{ref(log_group, "arn")}}}:*"], '
+                'Condition = {StringEquals = {"aws:SourceAccount" = '
+                'data.aws_caller_identity.current.account_id}, ArnLike = {"aws:SourceArn" = '
+                f'"arn:${{data.aws_partition.partition.partition}}:logs:${{data.aws_region.region.id}}:'
+                '${data.aws_caller_identity.current.account_id}:*"}}}]})'
+            ),
+        )
+        logging = Wafv2WebAclLoggingConfiguration(
+            self,
+            "web_acl_logging",
+            count=self.count,
+            resource_arn=self.expr(ref(acl, "arn")),
+            log_destination_configs=[self.expr(ref(log_group, "arn"))],
+        )
+        logging.add_override(
+            "dynamic.redacted_fields",
+            {
+                "for_each": "${var.redacted_fields}",
+                "content": {
+                    "dynamic": {
+                        "single_header": {
+                            "for_each": '${redacted_fields.value.type == "single_header" ? [redacted_fields.value.name] : []}',
+                            "content": {"name": "${single_header.value}"},
+                        },
+                        "uri_path": _flag('redacted_fields.value.type == "uri_path"'),
+                        "query_string": _flag('redacted_fields.value.type == "query_string"'),
+                        "method": _flag('redacted_fields.value.type == "method"'),
+                    }
+                },
+            },
+        )
+
+        Wafv2WebAclAssociation(
+            self,
+            "web_acl_association",
+            resource_arn="${each.value}",
+            web_acl_arn=self.expr(ref(acl, "arn")),
+        ).add_override(
+            "for_each",
+            '${var.create && var.scope == "REGIONAL" ? toset(var.associated_resource_arns) : toset([])}',
+        )
+
+        shield_on = "var.create && var.create_shield_protections"
+        protections = ShieldProtection(
+            self,
+            "shield",
+            name='${var.name_prefix}-${replace(each.value, "/[^A-Za-z0-9-]/", "-")}',
+            resource_arn="${each.value}",
+            tags=self.tags(),
+        )
+        protections.add_override(
+            "for_each", f"${{{shield_on} ? toset(var.shield_resource_arns) : toset([])}}"
+        )
+        ShieldProtectionGroup(
+            self,
+            "shield_group",
+            count=Token.as_number(
+                f"${{{shield_on} && length(var.shield_resource_arns) > 0 ? 1 : 0}}"
+            ),
+            protection_group_id="${var.name_prefix}-protected",
+            aggregation="MAX",
+            pattern="ARBITRARY",
+            members=Token.as_list("${[for p in aws_shield_protection.shield : p.resource_arn]}"),
+            tags=self.tags(),
+        )
+        ShieldApplicationLayerAutomaticResponse(
+            self,
+            "shield_auto_mitigation",
+            resource_arn="${each.value}",
+            action="${upper(var.shield_automatic_mitigation_action)}",
+            depends_on=[protections],
+        ).add_override(
+            "for_each",
+            f'${{{shield_on} && var.shield_automatic_mitigation_action != "off" ? '
+            "toset([for arn in var.shield_resource_arns : arn if "
+            'can(regex(":(cloudfront::[0-9]+:distribution|elasticloadbalancing:.*:loadbalancer/app)/", arn))]) '
+            ": toset([])}",
+        )
+
+        self._remediator(key, key_arn, sets)
+
+        self.output("web_acl_arn", f"try({ref(acl, 'arn')}, null)")
+        self.output("web_acl_id", f"try({ref(acl, 'id')}, null)")
+        self.output("blocklist_ipv4_ip_set_arn", f"try({ref(sets[('block', 4)], 'arn')}, null)")
+        self.output("blocklist_ipv6_ip_set_arn", f"try({ref(sets[('block', 6)], 'arn')}, null)")
+        self.output(
+            "allowlist_ip_set_arns",
+            f"concat({splat(sets[('allow', 4)], 'arn')}, {splat(sets[('allow', 6)], 'arn')})",
+        )
+        self.output("log_group_arn", f"try({ref(log_group, 'arn')}, null)")
+        self.output("kms_key_arn", f"try({ref(key, 'arn')}, null)")
+        self.output("state_table_name", "try(aws_dynamodb_table.state[0].name, null)")
+        self.output("waf_blocker_function_arn", "try(aws_lambda_function.waf_blocker[0].arn, null)")
+        self.output("waf_blocker_dlq_arn", "try(aws_sqs_queue.waf_blocker_dlq[0].arn, null)")
+        self.output(
+            "shield_protection_ids", "{for arn, p in aws_shield_protection.shield : arn => p.id}"
+        )
+
+    def _remediator(
+        self, key: KmsKey, key_arn: str, sets: dict[tuple[str, int], Wafv2IpSet]
+    ) -> None:
+        enabled = "var.create && var.create_remediator"
+        count = Token.as_number(f"${{{enabled} ? 1 : 0}}")
+        table = DynamodbTable(
+            self,
+            "state",
+            count=count,
+            name="${var.name_prefix}-waf-blocks",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key="pk",
+            attribute=[DynamodbTableAttribute(name="pk", type="S")],
+            ttl=DynamodbTableTtl(attribute_name="expires_at", enabled=True),
+            point_in_time_recovery=DynamodbTablePointInTimeRecovery(enabled=True),
+            server_side_encryption=DynamodbTableServerSideEncryption(
+                enabled=True, kms_key_arn=key_arn
+            ),
+            tags=self.tags(),
+        )
+        optional_arn = '{0} == "" ? [] : [{0}]'
+        function = self.remediator(
+            count_expression=f"{enabled} ? 1 : 0",
+            kms_key_arn=key_arn,
+            resources={
+                "ip_sets": f"concat({splat(sets[('block', 4)], 'arn')}, {splat(sets[('block', 6)], 'arn')})",
+                "state_table": splat(table, "arn"),
+                "notify_topic": optional_arn.format("var.notify_topic_arn"),
+                "notify_kms_key": optional_arn.format("var.notify_kms_key_arn"),
+            },
+            environment={
+                "STATE_TABLE": self.expr(ref(table, "name")),
+                "IPV4_SET_NAME": self.expr(ref(sets[("block", 4)], "name")),
+                "IPV4_SET_ID": self.expr(ref(sets[("block", 4)], "id")),
+                "IPV6_SET_NAME": self.expr(ref(sets[("block", 6)], "name")),
+                "IPV6_SET_ID": self.expr(ref(sets[("block", 6)], "id")),
+                "IP_SET_SCOPE": "${var.scope}",
+                "ALLOWLIST_CIDRS": "${jsonencode(var.allowlist_cidrs)}",
+                "BLOCK_TTL_SECONDS": "${var.block_ttl_seconds}",
+                "SEVERITY_THRESHOLD": "${var.severity_threshold}",
+                "MAX_ADDRESSES_PER_SET": "${var.max_addresses_per_set}",
+                "NOTIFY_TOPIC_ARN": "${var.notify_topic_arn}",
+            },
+            timeout=120,
+        )
+        triggers = {
+            "findings": (
+                "GuardDuty findings that carry attacker addresses (functions/common/finding_catalog.py)",
+                {
+                    "event_pattern": self.expr(
+                        event_pattern_expression(
+                            finding_catalog.event_pattern(0.0), "var.severity_threshold"
+                        )
+                    )
+                },
+                None,
+            ),
+            "sweep": (
+                "Expire blocks and reconcile the IP sets with the state table",
+                {"schedule_expression": "${var.sweep_schedule}"},
+                '{"action": "sweep"}',
+            ),
+        }
+        for trigger, (description, source, payload) in triggers.items():
+            rule = CloudwatchEventRule(
+                self,
+                f"waf_blocker_{trigger}",
+                count=count,
+                name=f"${{var.name_prefix}}-waf-blocker-{trigger}",
+                description=description,
+                tags=self.tags(),
+                **source,
+            )
+            target = CloudwatchEventTarget(
+                self,
+                f"waf_blocker_{trigger}_target",
+                count=count,
+                rule=self.expr(ref(rule, "name")),
+                target_id="waf-blocker",
+                arn=self.expr(ref(function, "arn")),
+            )
+            if payload:
+                target.add_override("input", payload)
+            LambdaPermission(
+                self,
+                f"waf_blocker_{trigger}_invoke",
+                count=count,
+                statement_id=f"AllowEventBridge-{trigger}",
+                action="lambda:InvokeFunction",
+                function_name=self.expr(ref(function, "function_name")),
+                principal="events.amazonaws.com",
+                source_arn=self.expr(ref(rule, "arn")),
+            )
+
+
+def _visibility(metric: str) -> Wafv2WebAclVisibilityConfig:
+    return Wafv2WebAclVisibilityConfig(
+        cloudwatch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True
+    )
+
+
+def _visibility_block(metric: str) -> dict[str, Any]:
+    return {
+        "cloudwatch_metrics_enabled": True,
+        "metric_name": metric,
+        "sampled_requests_enabled": True,
+    }
+
+
+def _flag(condition: str) -> dict[str, Any]:
+    """An empty nested block present only when ``condition`` holds."""
+    return {"for_each": f"${{{condition} ? [1] : []}}", "content": {}}
+
+
+def _ip_set_rule(name: str, priority: int, purpose: str, ip_set: Wafv2IpSet) -> dict[str, Any]:
+    return {
+        "name": name,
+        "priority": priority,
+        "action": {purpose: {}},
+        "statement": {"ip_set_reference_statement": {"arn": f"${{{ref(ip_set, 'arn')}}}"}},
+        "visibility_config": _visibility_block(f"${{var.name_prefix}}-{name}"),
+    }
+
+
+def _rate_rules() -> dict[str, Any]:
+    value = "rule.value"
+    return {
+        "for_each": "${{for i, r in var.rate_rules : r.name => merge(r, {priority = 10 + i})}}",
+        "content": {
+            "name": "${rule.key}",
+            "priority": f"${{{value}.priority}}",
+            "action": {
+                "dynamic": {
+                    "block": _flag(f'{value}.action == "block"'),
+                    "count": _flag(f'{value}.action == "count"'),
+                }
+            },
+            "statement": {
+                "rate_based_statement": {
+                    "limit": f"${{{value}.limit}}",
+                    "evaluation_window_sec": f"${{{value}.window}}",
+                    "aggregate_key_type": f"${{{value}.aggregate}}",
+                    "dynamic": {
+                        "forwarded_ip_config": {
+                            "for_each": f'${{{value}.aggregate == "FORWARDED_IP" ? [{value}.forwarded_ip_header] : []}}',
+                            "content": {
+                                "header_name": "${forwarded_ip_config.value}",
+                                "fallback_behavior": "MATCH",
+                            },
+                        },
+                        "scope_down_statement": {
+                            "for_each": f'${{{value}.uri_path_prefix != "" || length({value}.country_codes) > 0 ? [{value}] : []}}',
+                            "content": {
+                                "dynamic": {
+                                    "byte_match_statement": {
+                                        "for_each": '${scope_down_statement.value.uri_path_prefix != "" ? [scope_down_statement.value.uri_path_prefix] : []}',
+                                        "content": {
+                                            "search_string": "${byte_match_statement.value}",
+                                            "positional_constraint": "STARTS_WITH",
+                                            "field_to_match": {"uri_path": {}},
+                                            "text_transformation": {"priority": 0, "type": "NONE"},
+                                        },
+                                    },
+                                    "geo_match_statement": {
+                                        "for_each": "${length(scope_down_statement.value.country_codes) > 0 ? [scope_down_statement.value.country_codes] : []}",
+                                        "content": {
+                                            "country_codes": "${geo_match_statement.value}"
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                    },
+                }
+            },
+            "visibility_config": _visibility_block("${var.name_prefix}-${rule.key}"),
+        },
+    }
+
+
+def _managed_rule_groups() -> dict[str, Any]:
+    return {
+        "for_each": '${{for i, g in var.managed_rule_groups : "${g.vendor}-${g.name}" => merge(g, {priority = 100 + i})}}',
+        "content": {
+            "name": "${rule.key}",
+            "priority": "${rule.value.priority}",
+            "override_action": {"none": {}},
+            "statement": {
+                "managed_rule_group_statement": {
+                    "name": "${rule.value.name}",
+                    "vendor_name": "${rule.value.vendor}",
+                    "version": '${rule.value.version != "" ? rule.value.version : null}',
+                    "dynamic": {
+                        "rule_action_override": {
+                            "for_each": "${rule.value.rule_overrides_to_count}",
+                            "content": {
+                                "name": "${rule_action_override.value}",
+                                "action_to_use": {"count": {}},
+                            },
+                        }
+                    },
+                }
+            },
+            "visibility_config": _visibility_block("${var.name_prefix}-${rule.key}"),
+        },
+    }
