@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(NODE):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: help setup run synth check demo list test test-unit test-synth test-terraform test-e2e test-checkov lint bench clean
+.PHONY: help setup run demo synth check list test test-unit test-synth test-terraform test-e2e test-checkov lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -18,9 +18,13 @@ help: ## list the targets
 setup: ## install everything (.venv, .venv-checkov, Node 22 for jsii); idempotent
 	@bash scripts/setup.sh
 
-run: setup ## install, then synthesise and check the example environment
+run: setup ## install, synthesise + check the example environment, then the local incident demo
 	$(PY) main.py synth --env example
 	$(PY) main.py check
+	$(PY) main.py demo
+
+demo: setup ## the GuardDuty -> WAF playbook against a local moto server (about 2 minutes)
+	$(PY) main.py demo
 
 synth: setup ## synthesise every module and environment into dist/
 	$(PY) main.py synth --all

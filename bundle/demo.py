@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bundle import terraform
-from bundle.motoserver import lambda_sns_record, moto_server, pointed_at
+from bundle.motoserver import InProcessContext, lambda_sns_record, moto_server, pointed_at
 from bundle.paths import DIST
 
 FINDINGS = Path(__file__).resolve().parent / "demo_findings"
@@ -52,17 +52,6 @@ class DemoClock:
 
     def now(self) -> float:
         return self.start + self.offset
-
-
-@dataclass(frozen=True)
-class LambdaContext:
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int = 256
-    aws_request_id: str = "demo"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 def root_configuration(directory: Path, endpoint: str, layer_zip: Path) -> None:
@@ -201,8 +190,8 @@ def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], d
         aws.reset()
         clock = DemoClock()
         remediator_clock = logic.Clock(now=clock.now, sleep=lambda _: None)
-        context = LambdaContext(f"{PREFIX}-waf-blocker", outputs["waf_blocker_arn"])
-        notifier_context = LambdaContext(f"{PREFIX}-notifier", outputs["notifier_arn"])
+        context = InProcessContext.of(outputs["waf_blocker_arn"])
+        notifier_context = InProcessContext.of(outputs["notifier_arn"])
 
         def ip_set(version: int) -> list[str]:
             name = f"{PREFIX}-blocklist-ipv{version}"
@@ -229,7 +218,7 @@ def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], d
                 return "(nothing to report)"
             records = [lambda_sns_record(envelope) for envelope in envelopes]
             with function_environment(client("lambda"), outputs["notifier_arn"]):
-                notifier.lambda_handler({"Records": records}, notifier_context)
+                notifier.lambda_handler({"Records": records}, cast(Any, notifier_context))
             return "\n\n".join(drain(outputs["email_inbox_url"])) or "(no e-mail)"
 
         started = time.perf_counter()
@@ -242,7 +231,9 @@ def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], d
                 if redelivery:
                     label = "same SSH finding delivered again"
                 progress(f"finding: {label}")
-                result = waf_blocker.lambda_handler(finding, context, clock=remediator_clock)
+                result = waf_blocker.lambda_handler(
+                    finding, cast(Any, context), clock=remediator_clock
+                )
                 steps.append(
                     Step(
                         label,
@@ -256,7 +247,7 @@ def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], d
             clock.offset = BLOCK_TTL_SECONDS + 60
             progress("clock moved past the expiry; sweeping")
             result = waf_blocker.lambda_handler(
-                {"action": "sweep"}, context, clock=remediator_clock
+                {"action": "sweep"}, cast(Any, context), clock=remediator_clock
             )
             steps.append(
                 Step(

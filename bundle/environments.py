@@ -340,9 +340,7 @@ def _references(
             continue
         target, output = match.group(1), match.group(2)
         if target == module or target not in modules:
-            problems.append(
-                f"{origin}.{key}: {target!r} is not another module of this account"
-            )
+            problems.append(f"{origin}.{key}: {target!r} is not another module of this account")
             continue
         outputs = {o.name for o in _registry()[target].outputs}
         if output not in outputs:

@@ -35,6 +35,8 @@ from cdktn_provider_aws.data_aws_region import DataAwsRegion  # noqa: E402
 from cdktn_provider_aws.iam_role import IamRole  # noqa: E402
 from cdktn_provider_aws.iam_role_policy import IamRolePolicy  # noqa: E402
 from cdktn_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment  # noqa: E402
+from cdktn_provider_aws.kms_alias import KmsAlias  # noqa: E402
+from cdktn_provider_aws.kms_key import KmsKey  # noqa: E402
 from cdktn_provider_aws.lambda_function import (  # noqa: E402
     LambdaFunction,
     LambdaFunctionDeadLetterConfig,
@@ -200,6 +202,30 @@ class ModuleStack(TerraformStack):
     @property
     def arn_partition(self) -> str:
         return "${data.aws_partition.partition.partition}"
+
+    def module_key(
+        self, description: str, deletion_window_days: float, service_users: Sequence[str] = ()
+    ) -> KmsKey:
+        """The module's customer-managed KMS key (rotation on) and its alias
+        ``alias/<name_prefix>-<module>``; see :func:`key_policy` for who may use it."""
+        key = KmsKey(
+            self,
+            "this",
+            count=self.count,
+            description=description,
+            enable_key_rotation=True,
+            deletion_window_in_days=deletion_window_days,
+            policy=self.expr(f"jsonencode({key_policy(self, service_users)})"),
+            tags=self.tags(),
+        )
+        KmsAlias(
+            self,
+            "this_alias",
+            count=self.count,
+            name=f"alias/${{var.name_prefix}}-{self.name.replace('_', '-')}",
+            target_key_id=self.expr(ref(key, "key_id")),
+        )
+        return key
 
     def output(self, name: str, expression: str) -> None:
         described = {o.name: o.description for o in self.outputs}

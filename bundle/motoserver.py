@@ -56,13 +56,16 @@ def moto_server() -> Iterator[MotoServer]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2):
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
                 break
         except OSError:
             if time.monotonic() > deadline:
                 server.stop()
                 raise RuntimeError(f"moto server on {endpoint} did not start") from None
             time.sleep(0.1)
+    # moto's backends live in the process, not in the server: a second server in the same
+    # process would start with everything an earlier one left behind.
+    MotoServer(endpoint).reset()
     # No Docker here: moto's Docker-less Lambda backend accepts SNS deliveries to Lambda
     # subscriptions without running code (tests run handlers in-process instead).
     configure = urllib.request.Request(
@@ -119,3 +122,20 @@ def lambda_sns_record(envelope: dict[str, Any]) -> dict[str, Any]:
             "MessageAttributes": envelope.get("MessageAttributes", {}),
         },
     }
+
+
+@dataclass(frozen=True)
+class InProcessContext:
+    """The Lambda context a handler gets when tests or the demo invoke it in-process."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "in-process"
+
+    @classmethod
+    def of(cls, function_arn: str) -> InProcessContext:
+        return cls(function_arn.split(":")[-1], function_arn)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000

@@ -6,4 +6,6 @@ from bundle.module import ModuleStack
 from modules.notifications import NotificationsModule
 from modules.waf_shield import WafShieldModule
 
-REGISTRY: dict[str, type[ModuleStack]] = {module.name: module for module in (NotificationsModule, WafShieldModule)}
+REGISTRY: dict[str, type[ModuleStack]] = {
+    module.name: module for module in (NotificationsModule, WafShieldModule)
+}

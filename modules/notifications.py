@@ -8,12 +8,9 @@ posts and a readable e-mail, published to a separate e-mail topic.
 
 from __future__ import annotations
 
-
 from cdktn import Token
 from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
 from cdktn_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
-from cdktn_provider_aws.kms_alias import KmsAlias
-from cdktn_provider_aws.kms_key import KmsKey
 from cdktn_provider_aws.lambda_permission import LambdaPermission
 from cdktn_provider_aws.sns_topic import SnsTopic
 from cdktn_provider_aws.sns_topic_policy import SnsTopicPolicy
@@ -29,7 +26,7 @@ from bundle.inputs import (
     number_between,
     one_of,
 )
-from bundle.module import ModuleStack, Output, event_pattern_expression, key_policy, ref, splat
+from bundle.module import ModuleStack, Output, event_pattern_expression, ref, splat
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
@@ -179,26 +176,12 @@ class NotificationsModule(ModuleStack):
     )
 
     def build(self) -> None:
-        key = KmsKey(
-            self,
-            "this",
-            count=self.count,
-            description="Playbook as Code notifications: SNS topics, DLQ and logs",
-            enable_key_rotation=True,
-            deletion_window_in_days=Token.as_number("${var.kms_deletion_window_days}"),
-            policy=self.expr(
-                f"jsonencode({key_policy(self, ('events.amazonaws.com', 'sns.amazonaws.com'))})"
-            ),
-            tags=self.tags(),
+        key = self.module_key(
+            "Playbook as Code notifications: SNS topics, DLQ and logs",
+            Token.as_number("${var.kms_deletion_window_days}"),
+            ("events.amazonaws.com", "sns.amazonaws.com"),
         )
         key_arn = self.expr(ref(key, "arn"))
-        KmsAlias(
-            self,
-            "this_alias",
-            count=self.count,
-            name="alias/${var.name_prefix}-notifications",
-            target_key_id=self.expr(ref(key, "key_id")),
-        )
 
         topics = SnsTopic(
             self,

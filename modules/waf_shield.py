@@ -20,8 +20,6 @@ from cdktn_provider_aws.dynamodb_table import (
     DynamodbTableServerSideEncryption,
     DynamodbTableTtl,
 )
-from cdktn_provider_aws.kms_alias import KmsAlias
-from cdktn_provider_aws.kms_key import KmsKey
 from cdktn_provider_aws.lambda_permission import LambdaPermission
 from cdktn_provider_aws.shield_application_layer_automatic_response import (
     ShieldApplicationLayerAutomaticResponse,
@@ -52,7 +50,7 @@ from bundle.inputs import (
     one_of,
     regex,
 )
-from bundle.module import ModuleStack, Output, event_pattern_expression, key_policy, ref, splat
+from bundle.module import ModuleStack, Output, event_pattern_expression, ref, splat
 from functions.common import finding_catalog
 
 RATE_WINDOWS = (60, 120, 300, 600)
@@ -348,24 +346,8 @@ class WafShieldModule(ModuleStack):
     )
 
     def build(self) -> None:
-        key = KmsKey(
-            self,
-            "this",
-            count=self.count,
-            description="Playbook as Code waf_shield: WAF logs, state table, DLQ",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=self.expr(f"jsonencode({key_policy(self)})"),
-            tags=self.tags(),
-        )
+        key = self.module_key("Playbook as Code waf_shield: WAF logs, state table, DLQ", 30)
         key_arn = self.expr(ref(key, "arn"))
-        KmsAlias(
-            self,
-            "this_alias",
-            count=self.count,
-            name="alias/${var.name_prefix}-waf-shield",
-            target_key_id=self.expr(ref(key, "key_id")),
-        )
 
         sets = {}
         for purpose in ("allow", "block"):
@@ -529,7 +511,7 @@ class WafShieldModule(ModuleStack):
             ": toset([])}",
         )
 
-        self._remediator(key, key_arn, sets)
+        self._remediator(key_arn, sets)
 
         self.output("web_acl_arn", f"try({ref(acl, 'arn')}, null)")
         self.output("web_acl_id", f"try({ref(acl, 'id')}, null)")
@@ -548,9 +530,7 @@ class WafShieldModule(ModuleStack):
             "shield_protection_ids", "{for arn, p in aws_shield_protection.shield : arn => p.id}"
         )
 
-    def _remediator(
-        self, key: KmsKey, key_arn: str, sets: dict[tuple[str, int], Wafv2IpSet]
-    ) -> None:
+    def _remediator(self, key_arn: str, sets: dict[tuple[str, int], Wafv2IpSet]) -> None:
         enabled = "var.create && var.create_remediator"
         count = Token.as_number(f"${{{enabled} ? 1 : 0}}")
         table = DynamodbTable(

@@ -81,6 +81,29 @@ CASES = {
         mutate("defaults.modules", {"notifications": {"high_severity_threshold": 11}}),
         "defaults.modules.notifications.high_severity_threshold: Must be a number from 1 to 8.9",
     ),
+    "bad rate rule": (
+        mutate("accounts.0.modules", {"waf_shield": {"rate_rules": [{"name": "r", "limit": 5}]}}),
+        "accounts[0].modules.waf_shield.rate_rules[0]: Rate rule limits must be whole numbers",
+    ),
+    "typo inside a rate rule": (
+        mutate("accounts.0.modules", {"waf_shield": {"rate_rules": [{"name": "r", "limt": 500}]}}),
+        "accounts[0].modules.waf_shield.rate_rules[0].limt: unknown key",
+    ),
+    "reference to a missing module": (
+        mutate(
+            "accounts.1.modules",
+            {"waf_shield": {"notify_topic_arn": '${module.notifications.topic_arns["high"]}'}},
+        )
+        | {"defaults": {"regions": ["us-east-1"]}},
+        "accounts[1].modules.waf_shield.notify_topic_arn: 'notifications' is not another module",
+    ),
+    "reference to a missing output": (
+        mutate(
+            "accounts.1.modules",
+            {"waf_shield": {"notify_topic_arn": "${module.notifications.topic_arm}"}},
+        ),
+        "module notifications has no output 'topic_arm'",
+    ),
     "duplicate account": (
         {**GOOD, "accounts": [GOOD["accounts"][0], dict(GOOD["accounts"][0])]},
         "accounts[1].name: duplicate account name 'one' (also accounts[0])",

@@ -229,3 +229,49 @@ def test_committed_module_docs_are_current() -> None:
     for name, module in REGISTRY.items():
         committed = (ROOT / "docs" / "modules" / f"{name}.md").read_text()
         assert committed == module_readme(module, None), f"run `python main.py docs` ({name})"
+
+
+def test_waf_shield_resources(dist: Path) -> None:
+    data = load(dist / "modules" / "waf_shield" / "main.tf.json")
+    resources = data["resource"]
+    for version in (4, 6):
+        blocklist = resources["aws_wafv2_ip_set"][f"block_ipv{version}"]
+        assert blocklist["lifecycle"]["ignore_changes"] == ["addresses"], "the remediator owns them"
+        assert blocklist["ip_address_version"] == f"IPV{version}"
+    acl = resources["aws_wafv2_web_acl"]["web_acl"]
+    assert [r["priority"] for r in acl["rule"]] == [0, 1, 2, 3]
+    assert [r["name"] for r in acl["rule"][:2]] == ["allowlist-ipv4", "allowlist-ipv6"]
+    assert len(acl["dynamic"]["rule"]) == 2, "rate rules and managed groups"
+    assert {p["error_message"][:20] for p in acl["lifecycle"]["precondition"]}
+    log_group = resources["aws_cloudwatch_log_group"]["waf_logs"]
+    assert log_group["name"].startswith("aws-waf-logs-")
+    assert "kms_key_id" in log_group
+    table = resources["aws_dynamodb_table"]["state"]
+    assert table["ttl"] == {"attribute_name": "expires_at", "enabled": True}
+    assert table["hash_key"] == "pk"
+    lambda_block = resources["aws_lambda_function"]["waf_blocker"]
+    assert set(lambda_block["environment"]["variables"]) >= {
+        "STATE_TABLE", "IPV4_SET_NAME", "IPV4_SET_ID", "IPV6_SET_NAME", "IPV6_SET_ID",
+        "IP_SET_SCOPE", "ALLOWLIST_CIDRS", "BLOCK_TTL_SECONDS", "SEVERITY_THRESHOLD",
+        "MAX_ADDRESSES_PER_SET", "NOTIFY_TOPIC_ARN",
+    }  # fmt: skip
+    assert lambda_block["timeout"] >= 30, "the WAF lock retries need up to ~9 s"
+    pattern = resources["aws_cloudwatch_event_rule"]["waf_blocker_findings"]["event_pattern"]
+    assert "var.severity_threshold" in pattern and "Recon:EC2/PortProbeUnprotectedPort" in pattern
+    assert resources["aws_cloudwatch_event_target"]["waf_blocker_sweep_target"]["input"] == (
+        '{"action": "sweep"}'
+    )
+    assert data["variable"]["create_shield_protections"]["default"] is False, "costs money"
+
+
+def test_waf_blocker_policy_is_generated_from_declared_permissions(dist: Path) -> None:
+    from functions.waf_blocker.permissions import PERMISSIONS
+
+    data = load(dist / "modules" / "waf_shield" / "main.tf.json")
+    policy = data["resource"]["aws_iam_role_policy"]["waf_blocker_policy"]["policy"]
+    actions = set(re.findall(r'"([a-z0-9]+:[A-Za-z*]+)"', policy))
+    infrastructure = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
+    assert actions - infrastructure == {p.action for p in PERMISSIONS}
+    assert "aws_wafv2_ip_set.block_ipv4[*].arn" in policy
+    assert "aws_wafv2_ip_set.allow_ipv4" not in policy, "the remediator never edits the allowlist"
+    assert '"*"' not in policy

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from pytest_terraform import terraform
 
-from bundle.motoserver import lambda_sns_record
+from bundle.motoserver import InProcessContext, lambda_sns_record
 from tests.terraform.conftest import MotoStack, applied_plan, finding, outputs, probe_rules
 
 pytestmark = pytest.mark.e2e
@@ -177,13 +177,8 @@ def test_finding_flows_through_topic_and_notifier(
     aws.reset()
     record = lambda_sns_record(envelope)
 
-    class Context:
-        function_name = configuration["FunctionName"]
-        memory_limit_in_mb = configuration["MemorySize"]
-        invoked_function_arn = configuration["FunctionArn"]
-        aws_request_id = "apply-test"
-
-    result = handler.lambda_handler({"Records": [record]}, Context())
+    context = InProcessContext.of(configuration["FunctionArn"])
+    result = handler.lambda_handler({"Records": [record]}, context)  # type: ignore[arg-type]
     assert result["status"] == "processed", result
     assert result["records"][0]["status"] == "delivered", result
 

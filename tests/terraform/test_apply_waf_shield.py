@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from pytest_terraform import terraform
 
+from bundle.motoserver import InProcessContext
 from tests.terraform.conftest import MotoStack, finding, outputs, probe_rules, terraform_in
 
 pytestmark = pytest.mark.e2e
@@ -138,24 +139,16 @@ def test_remediator_blocks_reports_and_expires(
     now = [time.time()]
     clock = logic.Clock(now=lambda: now[0], sleep=lambda _: None)
 
-    class Context:
-        function_name = function["FunctionName"]
-        invoked_function_arn = function["FunctionArn"]
-        memory_limit_in_mb = 256
-        aws_request_id = "apply-test"
-
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return 60_000
+    context: Any = InProcessContext.of(function["FunctionArn"])
 
     result = handler.lambda_handler(
-        finding("gd_waf_ssh_bruteforce_inbound.json"), Context(), clock=clock
+        finding("gd_waf_ssh_bruteforce_inbound.json"), context, clock=clock
     )
     assert [b["address"] for b in result["blocked"]] == ["185.220.101.46/32"]
-    result = handler.lambda_handler(finding("gd_waf_port_probe.json"), Context(), clock=clock)
+    result = handler.lambda_handler(finding("gd_waf_port_probe.json"), context, clock=clock)
     assert "45.155.205.233" in {r["address"] for r in result["rejected"]}, "allow-listed"
     result = handler.lambda_handler(
-        finding("gd_waf_iam_malicious_ip_caller_ipv6.json"), Context(), clock=clock
+        finding("gd_waf_iam_malicious_ip_caller_ipv6.json"), context, clock=clock
     )
     assert ip_set(out["blocklist_ipv6_ip_set_arn"]) == ["2a01:4f8:c17:2a45::1/128"]
     assert ip_set(out["blocklist_ipv4_ip_set_arn"]) == [
@@ -172,7 +165,7 @@ def test_remediator_blocks_reports_and_expires(
     assert any("185.220.101.46/32" in " ".join(r["detail"]["actions"]) for r in reports)
 
     now[0] += 601  # past block_ttl_seconds
-    result = handler.lambda_handler({"action": "sweep"}, Context(), clock=clock)
+    result = handler.lambda_handler({"action": "sweep"}, context, clock=clock)
     assert len(result["expired"]) == 4
     assert ip_set(out["blocklist_ipv4_ip_set_arn"]) == []
     assert ip_set(out["blocklist_ipv6_ip_set_arn"]) == []
@@ -208,7 +201,10 @@ def test_plan_after_apply_changes_nothing_and_plans_shield(waf_shield_apply: Any
         "create"
     }
     assert shield.pop("module.waf_shield.aws_shield_protection_group.shield_group[0]") >= {"create"}
-    response = f'module.waf_shield.aws_shield_application_layer_automatic_response.shield_auto_mitigation["{distribution}"]'
+    response = (
+        "module.waf_shield.aws_shield_application_layer_automatic_response"
+        f'.shield_auto_mitigation["{distribution}"]'
+    )
     assert shield.pop(response) >= {"create"}
     assert shield == {function: {"update", "dead_letter_config"}}, "nothing else changes"
 

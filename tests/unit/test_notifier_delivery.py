@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from bundle.motoserver import FAKE_CREDENTIALS
 from functions.common import aws
 from functions.common.permissions import actions
 from functions.notifier import handler, logic
@@ -63,13 +64,7 @@ def webhook_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookServer]:
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }.items():
+    for name, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "WEBHOOK_SECRET_NAME", "EMAIL_TOPIC_ARN"):
         monkeypatch.delenv(name, raising=False)

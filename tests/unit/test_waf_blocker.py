@@ -19,6 +19,7 @@ from hypothesis import event as event_label
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from bundle.motoserver import FAKE_CREDENTIALS
 from functions.common import aws, permissions
 from functions.waf_blocker import handler, logic
 from functions.waf_blocker.permissions import PERMISSIONS
@@ -141,13 +142,7 @@ class Env:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }.items():
+    for key, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("POWERTOOLS_IDEMPOTENCY_DISABLED", raising=False)
