@@ -132,20 +132,24 @@ def demo() -> None:
     with console.status("synthesising modules") as status:
         synthesis.synth([], progress=lambda text: status.update(text))
         steps, timings = playbook.run(progress=lambda text: status.update(text))
-    table = Table(title="GuardDuty -> WAF: the playbook, step by step", show_lines=True)
+    table = Table(title="GuardDuty -> WAF + NACL: the playbook, step by step", show_lines=True)
     table.add_column("#", justify="right")
     table.add_column("event", max_width=28)
     table.add_column("decision", overflow="fold")
     table.add_column("WAF blocklists after", no_wrap=True)
+    table.add_column("NACL inbound after", no_wrap=True)
     for number, step in enumerate(steps, 1):
         sets = "\n".join(step.ipv4_set + step.ipv6_set) or "(empty)"
-        table.add_row(str(number), step.label, step.decision, sets)
+        table.add_row(
+            str(number), step.label, step.decision, sets, "\n".join(step.nacl_entries) or "(none)"
+        )
     console.print(table)
     console.rule("What people were told (the notifier's e-mail, first lines)")
     for number, step in enumerate(steps, 1):
-        console.print(
-            f"[bold]{number}.[/] " + "\n   ".join(playbook.email_excerpt(step.notification))
-        )
+        if not step.emails:
+            console.print(f"[bold]{number}.[/] (nothing to report)")
+        for email in step.emails:
+            console.print(f"[bold]{number}.[/] " + "\n   ".join(playbook.email_excerpt(email)))
     console.print(
         f"apply {timings['apply']:.0f} s, playbook {timings['playbook']:.1f} s, "
         f"destroy {timings['destroy']:.0f} s, total {time.perf_counter() - started:.0f} s"

@@ -30,7 +30,19 @@ FINDINGS = Path(__file__).resolve().parent / "demo_findings"
 PREFIX = "demo"
 ALLOWLIST = ["45.155.205.0/24", "2001:db8:100::/48"]
 BLOCK_TTL_SECONDS = 3600
-SERVICES = ("dynamodb", "events", "iam", "kms", "lambda", "logs", "sns", "sqs", "sts", "wafv2")
+SERVICES = (
+    "dynamodb",
+    "ec2",
+    "events",
+    "iam",
+    "kms",
+    "lambda",
+    "logs",
+    "sns",
+    "sqs",
+    "sts",
+    "wafv2",
+)
 
 
 @dataclass
@@ -40,7 +52,8 @@ class Step:
     decision: str
     ipv4_set: list[str]
     ipv6_set: list[str]
-    notification: str
+    nacl_entries: list[str]
+    emails: list[str]
 
 
 @dataclass
@@ -83,6 +96,12 @@ def root_configuration(directory: Path, endpoint: str, layer_zip: Path) -> None:
             },
             # Queues standing in for subscribers: one on the high topic (where the
             # remediator reports), one on the e-mail topic (where the notifier writes).
+            # A VPC whose web subnet's network ACL the NACL remediator guards.
+            "aws_vpc": {"this": {"cidr_block": "10.42.0.0/16"}},
+            "aws_subnet": {"web": {"vpc_id": "${aws_vpc.this.id}", "cidr_block": "10.42.1.0/24"}},
+            "aws_network_acl": {
+                "web": {"vpc_id": "${aws_vpc.this.id}", "subnet_ids": ["${aws_subnet.web.id}"]}
+            },
             "aws_sqs_queue": {
                 "email": {"name": f"{PREFIX}-email-inbox"},
                 "reports": {"name": f"{PREFIX}-high-topic-subscriber"},
@@ -108,6 +127,18 @@ def root_configuration(directory: Path, endpoint: str, layer_zip: Path) -> None:
                 "powertools_layer_arn": "${aws_lambda_layer_version.powertools.arn}",
                 "email_addresses": ["secops@example.com"],
             },
+            "nacl_blocklist": {
+                "source": str(modules / "nacl_blocklist"),
+                "name_prefix": PREFIX,
+                "network_acl_ids": ["${aws_network_acl.web.id}"],
+                "rule_number_start": 10,
+                "rule_number_end": 19,
+                "allowlist_cidrs": ALLOWLIST,
+                "block_ttl_seconds": BLOCK_TTL_SECONDS,
+                "notify_topic_arn": '${module.notifications.topic_arns["high"]}',
+                "notify_kms_key_arn": "${module.notifications.kms_key_arn}",
+                "powertools_layer_arn": "${aws_lambda_layer_version.powertools.arn}",
+            },
             "waf_shield": {
                 "source": str(modules / "waf_shield"),
                 "name_prefix": PREFIX,
@@ -125,6 +156,8 @@ def root_configuration(directory: Path, endpoint: str, layer_zip: Path) -> None:
             "reports_url": {"value": "${aws_sqs_queue.reports.url}"},
             "waf_blocker_arn": {"value": "${module.waf_shield.waf_blocker_function_arn}"},
             "web_acl_arn": {"value": "${module.waf_shield.web_acl_arn}"},
+            "nacl_blocker_arn": {"value": "${module.nacl_blocklist.nacl_blocker_function_arn}"},
+            "network_acl_id": {"value": "${aws_network_acl.web.id}"},
         },
     }
     (directory / "main.tf.json").write_text(json.dumps(config, indent=2))
@@ -160,6 +193,8 @@ def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], d
     import boto3
 
     from functions.common import aws
+    from functions.nacl_blocker import handler as nacl_blocker
+    from functions.nacl_blocker import logic as nacl_logic
     from functions.notifier import handler as notifier
     from functions.waf_blocker import handler as waf_blocker
     from functions.waf_blocker import logic
@@ -210,55 +245,77 @@ def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], d
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             return bodies
 
-        def tell_people() -> str:
+        def tell_people() -> list[str]:
             """What the high topic carried since the last step, through the real notifier
-            (as its Lambda subscription would); returns the e-mail the notifier wrote."""
+            (as its Lambda subscription would); returns the e-mails the notifier wrote."""
             envelopes = [json.loads(body) for body in drain(outputs["reports_url"])]
             if not envelopes:
-                return "(nothing to report)"
+                return []
             records = [lambda_sns_record(envelope) for envelope in envelopes]
             with function_environment(client("lambda"), outputs["notifier_arn"]):
                 notifier.lambda_handler({"Records": records}, cast(Any, notifier_context))
-            return "\n\n".join(drain(outputs["email_inbox_url"])) or "(no e-mail)"
+            return sorted(drain(outputs["email_inbox_url"]))
+
+        nacl_context = InProcessContext.of(outputs["nacl_blocker_arn"])
+        nacl_clock = nacl_logic.Clock(now=clock.now, sleep=lambda _: None)
+
+        def nacl_entries() -> list[str]:
+            acls = client("ec2").describe_network_acls(NetworkAclIds=[outputs["network_acl_id"]])
+            return [
+                f"#{e['RuleNumber']} deny {e.get('CidrBlock') or e.get('Ipv6CidrBlock')}"
+                for e in sorted(acls["NetworkAcls"][0]["Entries"], key=lambda e: e["RuleNumber"])
+                if e["RuleAction"] == "deny" and e["RuleNumber"] < 32767 and not e["Egress"]
+            ]
+
+        def remediate(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+            """The event through both remediators, each configured like its applied function."""
+            with function_environment(client("lambda"), outputs["waf_blocker_arn"]):
+                waf = waf_blocker.lambda_handler(event, cast(Any, context), clock=remediator_clock)
+            with function_environment(client("lambda"), outputs["nacl_blocker_arn"]):
+                nacl = nacl_blocker.lambda_handler(event, cast(Any, nacl_context), clock=nacl_clock)
+            return waf, nacl
 
         started = time.perf_counter()
-        with function_environment(client("lambda"), outputs["waf_blocker_arn"]):
-            deliveries = [*sorted(FINDINGS.glob("*.json")), FINDINGS / "1-ssh-brute-force.json"]
-            for index, path in enumerate(deliveries):
-                finding = json.loads(path.read_text())
-                redelivery = index == len(deliveries) - 1
-                label = f"{finding['detail']['type']} (sev {finding['detail']['severity']})"
-                if redelivery:
-                    label = "same SSH finding delivered again"
-                progress(f"finding: {label}")
-                result = waf_blocker.lambda_handler(
-                    finding, cast(Any, context), clock=remediator_clock
+        deliveries = [*sorted(FINDINGS.glob("*.json")), FINDINGS / "1-ssh-brute-force.json"]
+        for index, path in enumerate(deliveries):
+            finding = json.loads(path.read_text())
+            redelivery = index == len(deliveries) - 1
+            label = f"{finding['detail']['type']} (sev {finding['detail']['severity']})"
+            if redelivery:
+                label = "same SSH finding delivered again"
+            progress(f"finding: {label}")
+            waf, nacl = remediate(finding)
+            decision = _decision(waf, redelivery)
+            if nacl.get("blocked") and not redelivery:
+                decision += "\nNACL: " + ", ".join(
+                    f"#{b['ruleNumber']} {b['direction']}" for b in nacl["blocked"]
                 )
-                steps.append(
-                    Step(
-                        label,
-                        _addresses(result),
-                        _decision(result, redelivery),
-                        ip_set(4),
-                        ip_set(6),
-                        tell_people(),
-                    )
-                )
-            clock.offset = BLOCK_TTL_SECONDS + 60
-            progress("clock moved past the expiry; sweeping")
-            result = waf_blocker.lambda_handler(
-                {"action": "sweep"}, cast(Any, context), clock=remediator_clock
-            )
             steps.append(
                 Step(
-                    f"sweep, {BLOCK_TTL_SECONDS // 60 + 1} minutes later",
-                    ", ".join(result.get("expired", [])) or "-",
-                    "expired blocks removed" if result.get("expired") else json.dumps(result)[:80],
+                    label,
+                    _addresses(waf),
+                    decision,
                     ip_set(4),
                     ip_set(6),
+                    nacl_entries(),
                     tell_people(),
                 )
             )
+        clock.offset = BLOCK_TTL_SECONDS + 60
+        progress("clock moved past the expiry; sweeping")
+        waf, nacl = remediate({"action": "sweep"})
+        expired = waf.get("expired", [])
+        steps.append(
+            Step(
+                f"sweep, {BLOCK_TTL_SECONDS // 60 + 1} minutes later",
+                ", ".join(expired) or "-",
+                "expired blocks removed from WAF and the NACL" if expired else json.dumps(waf)[:80],
+                ip_set(4),
+                ip_set(6),
+                nacl_entries(),
+                tell_people(),
+            )
+        )
         timings["playbook"] = time.perf_counter() - started
 
         started = time.perf_counter()

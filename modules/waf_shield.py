@@ -9,18 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from cdktn import Token
-from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
-from cdktn_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktn_provider_aws.cloudwatch_log_resource_policy import CloudwatchLogResourcePolicy
-from cdktn_provider_aws.dynamodb_table import (
-    DynamodbTable,
-    DynamodbTableAttribute,
-    DynamodbTablePointInTimeRecovery,
-    DynamodbTableServerSideEncryption,
-    DynamodbTableTtl,
-)
-from cdktn_provider_aws.lambda_permission import LambdaPermission
 from cdktn_provider_aws.shield_application_layer_automatic_response import (
     ShieldApplicationLayerAutomaticResponse,
 )
@@ -40,18 +30,15 @@ from cdktn_provider_aws.wafv2_web_acl_logging_configuration import (
 
 from bundle.inputs import (
     ARN,
-    CIDR,
     Attribute,
     Input,
     Rule,
     Shape,
     integer_between,
-    number_between,
     one_of,
-    regex,
 )
-from bundle.module import ModuleStack, Output, event_pattern_expression, ref, splat
-from functions.common import finding_catalog
+from bundle.module import ModuleStack, Output, ref, splat
+from modules.blocking import blocking_inputs, blocking_remediator
 
 RATE_WINDOWS = (60, 120, 300, 600)
 REDACTABLE = ("single_header", "uri_path", "query_string", "method")
@@ -197,14 +184,6 @@ class WafShieldModule(ModuleStack):
             ),
         ),
         Input(
-            "allowlist_cidrs",
-            "list(string)",
-            "Addresses never blocked: the web ACL allows them before any other rule, and the "
-            "remediator refuses to block them. IPv4 and IPv6 CIDRs.",
-            default=[],
-            each=(CIDR,),
-        ),
-        Input(
             "redacted_fields",
             "",
             "Request fields WAF leaves out of its logs: `type` single_header (with `name`), "
@@ -259,28 +238,6 @@ class WafShieldModule(ModuleStack):
             rules=(one_of(("block", "count", "off")),),
         ),
         Input(
-            "create_remediator",
-            "bool",
-            "Whether to create the waf_blocker Lambda, its state table and its EventBridge rules.",
-            default=True,
-        ),
-        Input(
-            "block_ttl_seconds",
-            "number",
-            "How long a blocked address stays blocked (60 s to 7 days); a new finding about "
-            "it extends the block.",
-            default=3600,
-            rules=(integer_between(60, 604800),),
-        ),
-        Input(
-            "severity_threshold",
-            "number",
-            "GuardDuty severity at or above which a finding leads to a block (0-8.9; "
-            "GuardDuty rates 4.0-6.9 Medium, 7.0-8.9 High).",
-            default=4,
-            rules=(number_between(0, 8.9),),
-        ),
-        Input(
             "max_addresses_per_set",
             "number",
             "Cap on addresses per blocklist IP set (WAF allows 10,000); when a block would "
@@ -288,42 +245,9 @@ class WafShieldModule(ModuleStack):
             default=10000,
             rules=(integer_between(1, 10000),),
         ),
-        Input(
-            "sweep_schedule",
-            "string",
-            "EventBridge schedule of the sweep that expires blocks and reconciles the sets "
-            "with the table.",
-            default="rate(5 minutes)",
-            rules=(
-                regex(
-                    r"^(rate|cron)\(.+\)$", "Must be an EventBridge rate() or cron() expression."
-                ),
-            ),
-        ),
-        Input(
-            "notify_topic_arn",
-            "string",
-            "SNS topic the remediator reports to (the notifications module's "
-            '`topic_arns["high"]`). Empty sends no reports.',
-            default="",
-            rules=(
-                Rule(
-                    '{v} == "" || ' + ARN.condition, ARN.message, lambda v: v == "" or ARN.check(v)
-                ),
-            ),
-        ),
-        Input(
-            "notify_kms_key_arn",
-            "string",
-            "KMS key of that topic (the notifications module's `kms_key_arn`), which the "
-            "remediator needs to publish to it. Empty when the topic is not encrypted.",
-            default="",
-            rules=(
-                Rule(
-                    '{v} == "" || ' + ARN.condition, ARN.message, lambda v: v == "" or ARN.check(v)
-                ),
-            ),
-        ),
+    )
+    inputs += blocking_inputs(
+        "the web ACL allows them before any other rule, and the remediator refuses to block them"
     )
     outputs = (
         Output(
@@ -511,7 +435,20 @@ class WafShieldModule(ModuleStack):
             ": toset([])}",
         )
 
-        self._remediator(key_arn, sets)
+        ip_sets = f"concat({splat(sets[('block', 4)], 'arn')}, {splat(sets[('block', 6)], 'arn')})"
+        blocking_remediator(
+            self,
+            key_arn,
+            resources={"ip_sets": ip_sets},
+            environment={
+                "IPV4_SET_NAME": self.expr(ref(sets[("block", 4)], "name")),
+                "IPV4_SET_ID": self.expr(ref(sets[("block", 4)], "id")),
+                "IPV6_SET_NAME": self.expr(ref(sets[("block", 6)], "name")),
+                "IPV6_SET_ID": self.expr(ref(sets[("block", 6)], "id")),
+                "IP_SET_SCOPE": "${var.scope}",
+                "MAX_ADDRESSES_PER_SET": "${var.max_addresses_per_set}",
+            },
+        )
 
         self.output("web_acl_arn", f"try({ref(acl, 'arn')}, null)")
         self.output("web_acl_id", f"try({ref(acl, 'id')}, null)")
@@ -529,98 +466,6 @@ class WafShieldModule(ModuleStack):
         self.output(
             "shield_protection_ids", "{for arn, p in aws_shield_protection.shield : arn => p.id}"
         )
-
-    def _remediator(self, key_arn: str, sets: dict[tuple[str, int], Wafv2IpSet]) -> None:
-        enabled = "var.create && var.create_remediator"
-        count = Token.as_number(f"${{{enabled} ? 1 : 0}}")
-        table = DynamodbTable(
-            self,
-            "state",
-            count=count,
-            name="${var.name_prefix}-waf-blocks",
-            billing_mode="PAY_PER_REQUEST",
-            hash_key="pk",
-            attribute=[DynamodbTableAttribute(name="pk", type="S")],
-            ttl=DynamodbTableTtl(attribute_name="expires_at", enabled=True),
-            point_in_time_recovery=DynamodbTablePointInTimeRecovery(enabled=True),
-            server_side_encryption=DynamodbTableServerSideEncryption(
-                enabled=True, kms_key_arn=key_arn
-            ),
-            tags=self.tags(),
-        )
-        optional_arn = '{0} == "" ? [] : [{0}]'
-        function = self.remediator(
-            count_expression=f"{enabled} ? 1 : 0",
-            kms_key_arn=key_arn,
-            resources={
-                "ip_sets": f"concat({splat(sets[('block', 4)], 'arn')}, {splat(sets[('block', 6)], 'arn')})",
-                "state_table": splat(table, "arn"),
-                "notify_topic": optional_arn.format("var.notify_topic_arn"),
-                "notify_kms_key": optional_arn.format("var.notify_kms_key_arn"),
-            },
-            environment={
-                "STATE_TABLE": self.expr(ref(table, "name")),
-                "IPV4_SET_NAME": self.expr(ref(sets[("block", 4)], "name")),
-                "IPV4_SET_ID": self.expr(ref(sets[("block", 4)], "id")),
-                "IPV6_SET_NAME": self.expr(ref(sets[("block", 6)], "name")),
-                "IPV6_SET_ID": self.expr(ref(sets[("block", 6)], "id")),
-                "IP_SET_SCOPE": "${var.scope}",
-                "ALLOWLIST_CIDRS": "${jsonencode(var.allowlist_cidrs)}",
-                "BLOCK_TTL_SECONDS": "${var.block_ttl_seconds}",
-                "SEVERITY_THRESHOLD": "${var.severity_threshold}",
-                "MAX_ADDRESSES_PER_SET": "${var.max_addresses_per_set}",
-                "NOTIFY_TOPIC_ARN": "${var.notify_topic_arn}",
-            },
-            timeout=120,
-        )
-        triggers = {
-            "findings": (
-                "GuardDuty findings that carry attacker addresses (functions/common/finding_catalog.py)",
-                {
-                    "event_pattern": self.expr(
-                        event_pattern_expression(
-                            finding_catalog.event_pattern(0.0), "var.severity_threshold"
-                        )
-                    )
-                },
-                None,
-            ),
-            "sweep": (
-                "Expire blocks and reconcile the IP sets with the state table",
-                {"schedule_expression": "${var.sweep_schedule}"},
-                '{"action": "sweep"}',
-            ),
-        }
-        for trigger, (description, source, payload) in triggers.items():
-            rule = CloudwatchEventRule(
-                self,
-                f"waf_blocker_{trigger}",
-                count=count,
-                name=f"${{var.name_prefix}}-waf-blocker-{trigger}",
-                description=description,
-                tags=self.tags(),
-                **source,
-            )
-            target = CloudwatchEventTarget(
-                self,
-                f"waf_blocker_{trigger}_target",
-                count=count,
-                rule=self.expr(ref(rule, "name")),
-                target_id="waf-blocker",
-                arn=self.expr(ref(function, "arn")),
-            )
-            if payload:
-                target.add_override("input", payload)
-            LambdaPermission(
-                self,
-                f"waf_blocker_{trigger}_invoke",
-                count=count,
-                statement_id=f"AllowEventBridge-{trigger}",
-                action="lambda:InvokeFunction",
-                function_name=self.expr(ref(function, "function_name")),
-                principal="events.amazonaws.com",
-                source_arn=self.expr(ref(rule, "arn")),
-            )
 
 
 def _visibility(metric: str) -> Wafv2WebAclVisibilityConfig:

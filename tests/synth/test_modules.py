@@ -275,3 +275,42 @@ def test_waf_blocker_policy_is_generated_from_declared_permissions(dist: Path) -
     assert "aws_wafv2_ip_set.block_ipv4[*].arn" in policy
     assert "aws_wafv2_ip_set.allow_ipv4" not in policy, "the remediator never edits the allowlist"
     assert '"*"' not in policy
+
+
+def test_nacl_blocklist_resources(dist: Path) -> None:
+    data = load(dist / "modules" / "nacl_blocklist" / "main.tf.json")
+    resources = data["resource"]
+    function = resources["aws_lambda_function"]["nacl_blocker"]
+    variables = function["environment"]["variables"]
+    assert variables["NACL_IDS"] == "${jsonencode(local.guarded_acls)}"
+    assert variables["DIRECTIONS"].startswith("${jsonencode(var.egress_enabled")
+    conditions = [p["condition"] for p in function["lifecycle"]["precondition"]]
+    assert "${var.rule_number_end >= var.rule_number_start}" in conditions
+    assert any("var.capacity" in c for c in conditions)
+    assert "association.subnet-id" in json.dumps(data["data"]["aws_network_acls"]["from_subnets"])
+    assert data["variable"]["capacity"]["validation"][0]["condition"].endswith(
+        "<= 20 && floor(var.capacity) == var.capacity}"
+    )
+    policy = resources["aws_iam_role_policy"]["nacl_blocker_policy"]["policy"]
+    assert "network-acl/${id}" in policy, "scoped to the guarded ACLs"
+    from functions.nacl_blocker.permissions import PERMISSIONS
+
+    actions = set(re.findall(r'"([a-z0-9]+:[A-Za-z*]+)"', policy))
+    assert actions - {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"} == {
+        p.action for p in PERMISSIONS
+    }
+    # Only Describe calls get a wildcard resource, and the permission says why.
+    wildcard = [p for p in PERMISSIONS if p.resource == "describe"]
+    assert {p.action for p in wildcard} <= {"ec2:DescribeNetworkAcls", "ec2:DescribeInstances"}
+
+
+def test_modules_compose_in_a_stack(dist: Path) -> None:
+    data = load(dist / "environments" / "example" / "workloads-prod-us-east-1" / "main.tf.json")
+    assert set(data["module"]) == {"nacl_blocklist", "notifications", "waf_shield"}
+    nacl = data["module"]["nacl_blocklist"]
+    assert nacl["notify_topic_arn"] == '${module.notifications.topic_arns["high"]}'
+    assert nacl["source"] == "../../../modules/nacl_blocklist"
+    security = load(
+        dist / "environments" / "example" / "security-tooling-us-east-1" / "main.tf.json"
+    )
+    assert "nacl_blocklist" not in security["module"], "only the account that lists it"

@@ -68,6 +68,24 @@ def applied_plan(state: Any, root: Path) -> dict[str, Any]:
     return plan
 
 
+def planned_changes(state: Any, root: Path, *extra: str) -> dict[str, set[str]]:
+    """Resources a new plan would touch, with the attributes that differ."""
+    plan_file = f"{state.terraform.work_dir}/replan"
+    arguments = ["plan", "-input=false", "-no-color", f"-state={state.terraform.state_path}"]
+    result = terraform_in(state, root, [*arguments, *extra, f"-out={plan_file}"])
+    assert result.ok, result.output
+    shown = terraform_in(state, root, ["show", "-json", plan_file])
+    changes = {}
+    for change in json.loads(shown.output).get("resource_changes", []):
+        actions = change["change"]["actions"]
+        if actions == ["no-op"] or actions == ["read"]:
+            continue
+        before, after = change["change"]["before"] or {}, change["change"]["after"] or {}
+        differing = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        changes[change["address"]] = {*actions, *differing}
+    return changes
+
+
 def finding(name: str, **detail: Any) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
     event["detail"].update(detail)

@@ -22,7 +22,7 @@ import pytest
 from pytest_terraform import terraform
 
 from bundle.motoserver import InProcessContext
-from tests.terraform.conftest import MotoStack, finding, outputs, probe_rules, terraform_in
+from tests.terraform.conftest import MotoStack, finding, outputs, planned_changes, probe_rules
 
 pytestmark = pytest.mark.e2e
 
@@ -171,31 +171,15 @@ def test_remediator_blocks_reports_and_expires(
     assert ip_set(out["blocklist_ipv6_ip_set_arn"]) == []
 
 
-def planned_changes(state: Any, *extra: str) -> dict[str, set[str]]:
-    """Resources a new plan would touch, with the attributes that differ."""
-    plan_file = f"{state.terraform.work_dir}/replan"
-    arguments = ["plan", "-input=false", "-no-color", f"-state={state.terraform.state_path}"]
-    result = terraform_in(state, ROOT_CONFIG, [*arguments, *extra, f"-out={plan_file}"])
-    assert result.ok, result.output
-    shown = terraform_in(state, ROOT_CONFIG, ["show", "-json", plan_file])
-    changes = {}
-    for change in json.loads(shown.output).get("resource_changes", []):
-        actions = change["change"]["actions"]
-        if actions == ["no-op"] or actions == ["read"]:
-            continue
-        before, after = change["change"]["before"] or {}, change["change"]["after"] or {}
-        differing = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
-        changes[change["address"]] = {*actions, *differing}
-    return changes
-
-
 def test_plan_after_apply_changes_nothing_and_plans_shield(waf_shield_apply: Any) -> None:
     # The remediator's own edits to the blocklists are not drift (ignore_changes). The
     # one difference allowed is moto's: it drops Lambda DeadLetterConfig, so the provider
     # wants to set it again.
     function = "module.waf_shield.aws_lambda_function.waf_blocker[0]"
-    assert planned_changes(waf_shield_apply) == {function: {"update", "dead_letter_config"}}
-    shield = planned_changes(waf_shield_apply, "-var", "shield=true")
+    assert planned_changes(waf_shield_apply, ROOT_CONFIG) == {
+        function: {"update", "dead_letter_config"}
+    }
+    shield = planned_changes(waf_shield_apply, ROOT_CONFIG, "-var", "shield=true")
     distribution = "arn:aws:cloudfront::123456789012:distribution/E1EXAMPLE"
     assert shield.pop(f'module.waf_shield.aws_shield_protection.shield["{distribution}"]') >= {
         "create"

@@ -1,0 +1,146 @@
+"""What the two blocking remediators (waf_blocker, nacl_blocker) share: their event
+contracts, their injected clock and the dispatch their handlers do. The same GuardDuty
+finding, block or sweep request means the same thing to both."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
+
+MIN_TTL_SECONDS = 60
+MAX_TTL_SECONDS = 365 * 24 * 3600
+MAX_ADDRESSES_PER_REQUEST = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Time as the remediator sees it; tests and the demo pass their own to move it."""
+
+    now: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+
+SYSTEM_CLOCK = Clock()
+
+
+# --------------------------------------------------------------------------- event contracts
+
+
+class GuardDutyFinding(BaseModel):
+    """The part of a GuardDuty finding this function reads; the rest is ignored."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: StrictStr = Field(min_length=1, max_length=300)
+    type: StrictStr = Field(min_length=1, max_length=300)
+    severity: float = Field(ge=0, le=10)
+    updated_at: StrictStr = Field(alias="updatedAt", min_length=1, max_length=64)
+    arn: StrictStr | None = None
+    service: dict[str, Any] = Field(default_factory=dict)
+    resource: dict[str, Any] = Field(default_factory=dict)
+
+
+class GuardDutyFindingEvent(EventBridgeModel):
+    detail: GuardDutyFinding
+
+
+class BlockRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["block"]
+    addresses: list[StrictStr] = Field(min_length=1, max_length=MAX_ADDRESSES_PER_REQUEST)
+    ttl_seconds: StrictInt | None = Field(default=None, ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)
+    reason: StrictStr = Field(min_length=1, max_length=256)
+
+
+class UnblockRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["unblock"]
+    addresses: list[StrictStr] = Field(min_length=1, max_length=MAX_ADDRESSES_PER_REQUEST)
+    reason: StrictStr = Field(min_length=1, max_length=256)
+
+
+class SweepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["sweep"]
+
+
+class DirectRequest(
+    RootModel[
+        Annotated[BlockRequest | UnblockRequest | SweepRequest, Field(discriminator="action")]
+    ]
+):
+    """An operator's (or the schedule's) invocation, told apart by ``action``."""
+
+
+# --------------------------------------------------------------------------- dispatch
+
+_MAX_REASON_ERRORS = 5
+
+
+def _rejection(logger: Logger, reason: str) -> dict[str, Any]:
+    logger.warning("event rejected", extra={"reason": reason})
+    return {"status": "rejected", "reason": reason}
+
+
+def _describe(error: ValidationError) -> str:
+    problems = [
+        f"{'.'.join(str(part) for part in item['loc']) or 'event'}: {item['msg']}"
+        for item in error.errors()[:_MAX_REASON_ERRORS]
+    ]
+    return "; ".join(problems)
+
+
+def _invocation_location(context: LambdaContext) -> tuple[str, str]:
+    """Account and region of a direct invocation, from the invoked function's ARN."""
+    parts = str(getattr(context, "invoked_function_arn", "")).split(":")
+    if len(parts) >= 5 and parts[0] == "arn":
+        return parts[4], parts[3]
+    return "", os.environ.get("AWS_REGION", "")
+
+
+def dispatch(
+    event: Any, context: LambdaContext, clock: Clock, logic: ModuleType, logger: Logger
+) -> dict[str, Any]:
+    """The body of each blocking remediator's handler: recognise the event, validate it,
+    hand it to that remediator's ``logic`` module (block, unblock, sweep, handle_finding)."""
+    config = logic.Config.from_env(os.environ)
+    if not isinstance(event, dict):
+        return _rejection(logger, f"expected a JSON object, got {type(event).__name__}")
+    if "action" in event:
+        try:
+            request = parse(event, model=DirectRequest).root
+        except ValidationError as exc:
+            return _rejection(logger, f"invalid request: {_describe(exc)}")
+        account, region = _invocation_location(context)
+        if isinstance(request, BlockRequest):
+            return logic.block(request, config, clock, account=account, region=region)
+        if isinstance(request, UnblockRequest):
+            return logic.unblock(request, config, clock, account=account, region=region)
+        return logic.sweep(config, clock, account=account, region=region)
+    detail_type = event.get("detail-type")
+    if detail_type == "Scheduled Event":
+        try:
+            schedule = parse(event, model=EventBridgeModel)
+        except ValidationError as exc:
+            return _rejection(logger, f"invalid scheduled event: {_describe(exc)}")
+        return logic.sweep(config, clock, account=schedule.account, region=schedule.region)
+    if detail_type == "GuardDuty Finding":
+        try:
+            finding = parse(event, model=GuardDutyFindingEvent)
+        except ValidationError as exc:
+            return _rejection(logger, f"invalid GuardDuty finding event: {_describe(exc)}")
+        return logic.handle_finding(finding, config, clock, lambda_context=context)
+    return _rejection(logger, f"unrecognised event (detail-type {str(detail_type)[:80]!r})")

@@ -1,0 +1,1 @@
+"""GuardDuty attacker addresses -> network ACL deny entries that expire on their own."""
