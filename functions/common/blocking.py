@@ -5,17 +5,23 @@ finding, block or sweep request means the same thing to both."""
 from __future__ import annotations
 
 import os
+import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
+
+from functions.common import aws
 
 MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 365 * 24 * 3600
@@ -83,6 +89,50 @@ class DirectRequest(
     ]
 ):
     """An operator's (or the schedule's) invocation, told apart by ``action``."""
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 2.0
+
+
+def backoff(attempt: int) -> float:
+    """Full jitter: spreads contending writers instead of retrying them in lockstep."""
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def report_severity(guardduty_severity: float) -> str:
+    if guardduty_severity >= 7:
+        return "HIGH"
+    if guardduty_severity >= 4:
+        return "MEDIUM"
+    return "LOW"
+
+
+_persistence_guard = threading.Lock()
+_persistence_layers: dict[str, tuple[Any, DynamoDBPersistenceLayer]] = {}
+
+
+def persistence_layer(table: str) -> DynamoDBPersistenceLayer:
+    """One layer per table and client, for the life of the container.
+
+    Each new layer registers another User-Agent hook on the (cached) DynamoDB client, so a
+    layer per invocation would grow that client's hooks and headers without bound.
+    """
+    client = aws.client("dynamodb")
+    with _persistence_guard:
+        cached = _persistence_layers.get(table)
+        if cached is None or cached[0] is not client:
+            layer = DynamoDBPersistenceLayer(
+                table_name=table, key_attr="pk", expiry_attr="expires_at", boto3_client=client
+            )
+            cached = _persistence_layers[table] = (client, layer)
+        return cached[1]
 
 
 # --------------------------------------------------------------------------- dispatch

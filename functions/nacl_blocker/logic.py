@@ -79,7 +79,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -87,7 +86,6 @@ from typing import Any, NoReturn
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
@@ -96,6 +94,8 @@ from botocore.exceptions import ClientError
 
 from functions.common import addresses, aws, report
 from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
+    BACKOFF_BASE_SECONDS,
+    BACKOFF_CAP_SECONDS,
     MAX_ADDRESSES_PER_REQUEST,
     MAX_TTL_SECONDS,
     MIN_TTL_SECONDS,
@@ -107,6 +107,10 @@ from functions.common.blocking import (  # noqa: F401  (re-exported: callers use
     GuardDutyFindingEvent,
     SweepRequest,
     UnblockRequest,
+    backoff,
+    iso,
+    persistence_layer,
+    report_severity,
 )
 from functions.common.finding_catalog import action_kind
 
@@ -131,8 +135,6 @@ DIRECTIONS = ("ingress", "egress")
 # backoff under ten seconds and leaves the rest to Lambda's own retry of the event. Give
 # the function a timeout of 30 s or more.
 MAX_ATTEMPTS = 10
-BACKOFF_BASE_SECONDS = 0.05
-BACKOFF_CAP_SECONDS = 2.0
 
 # AWS answers InvalidNetworkAclID.NotFound; moto answers InvalidRouteTableID.NotFound. The
 # request names one ACL, so either code means that ACL is gone.
@@ -781,11 +783,6 @@ class NetworkAcls:
 # --------------------------------------------------------------------------- placement
 
 
-def _backoff(attempt: int) -> float:
-    """Full jitter: spreads contending writers instead of retrying them in lockstep."""
-    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
-
-
 def _dedupe(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
@@ -894,7 +891,7 @@ class Blocker:
                 extra={"target": str(target), "cidr": cidr, "attempt": attempt + 1},
             )
             if attempt + 1 < MAX_ATTEMPTS:
-                self.clock.sleep(_backoff(attempt))
+                self.clock.sleep(backoff(attempt))
         raise PlacementError(
             f"{cidr} was not placed in {target} after {MAX_ATTEMPTS} attempts; "
             f"last conflict: {last_error or 'none'}"
@@ -1168,10 +1165,6 @@ class Blocker:
 # --------------------------------------------------------------------------- reports
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _partition(region: str) -> str:
     if region.startswith("cn-"):
         return "aws-cn"
@@ -1188,7 +1181,7 @@ def _eviction_line(eviction: Eviction, config: Config) -> str:
     why = (
         "no block was recorded for it"
         if eviction.expires_at is None
-        else f"it was due to expire first ({_iso(eviction.expires_at)})"
+        else f"it was due to expire first ({iso(eviction.expires_at)})"
     )
     return (
         f"Evicted {eviction.cidr} (rule {eviction.rule_number}) from {eviction.target} to stay "
@@ -1231,7 +1224,7 @@ class _Outcome:
                     "networkAclId": b.target.nacl_id,
                     "direction": b.target.direction,
                     "ruleNumber": b.rule_number,
-                    "expiresAt": _iso(b.expires_at),
+                    "expiresAt": iso(b.expires_at),
                 }
                 for b in self.blocked
             ],
@@ -1241,10 +1234,10 @@ class _Outcome:
 
     def actions(self, config: Config) -> list[str]:
         lines = [
-            f"Denied {b.cidr} in {b.target} as rule {b.rule_number} until {_iso(b.expires_at)}"
+            f"Denied {b.cidr} in {b.target} as rule {b.rule_number} until {iso(b.expires_at)}"
             if b.created
             else f"{b.cidr} was already denied in {b.target} as rule {b.rule_number}; "
-            f"blocked until {_iso(b.expires_at)}"
+            f"blocked until {iso(b.expires_at)}"
             for b in self.blocked
         ]
         lines += [f"Did not block {address}: {reason}" for address, reason in self.rejected]
@@ -1254,14 +1247,6 @@ class _Outcome:
     @property
     def addresses_blocked(self) -> int:
         return len({b.cidr for b in self.blocked})
-
-
-def _report_severity(guardduty_severity: float) -> str:
-    if guardduty_severity >= 7:
-        return "HIGH"
-    if guardduty_severity >= 4:
-        return "MEDIUM"
-    return "LOW"
 
 
 def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
@@ -1383,7 +1368,7 @@ def _block_finding(
         config,
         clock,
         title=(f"Denied {outcome.addresses_blocked} address(es) in network ACLs: {finding.type}"),
-        severity=_report_severity(finding.severity),
+        severity=report_severity(finding.severity),
         summary=(
             f"GuardDuty finding {finding.type} (severity {finding.severity}) named "
             f"{len(found)} remote address(es): {outcome.addresses_blocked} denied in "
@@ -1401,27 +1386,6 @@ def _block_finding(
         extra={**ids, "blocked": len(outcome.blocked), "rejected": len(outcome.rejected)},
     )
     return outcome.result(**ids, networkAcls=nacl_ids, notified=notified)
-
-
-_persistence_guard = threading.Lock()
-_persistence_layers: dict[str, tuple[Any, DynamoDBPersistenceLayer]] = {}
-
-
-def _persistence_layer(table: str) -> DynamoDBPersistenceLayer:
-    """One layer per table and client, for the life of the container.
-
-    Each new layer registers another User-Agent hook on the (cached) DynamoDB client, so a
-    layer per invocation would grow that client's hooks and headers without bound.
-    """
-    client = aws.client("dynamodb")
-    with _persistence_guard:
-        cached = _persistence_layers.get(table)
-        if cached is None or cached[0] is not client:
-            layer = DynamoDBPersistenceLayer(
-                table_name=table, key_attr="pk", expiry_attr="expires_at", boto3_client=client
-            )
-            cached = _persistence_layers[table] = (client, layer)
-        return cached[1]
 
 
 def handle_finding(
@@ -1468,7 +1432,7 @@ def handle_finding(
     process = idempotent_function(
         _block_finding,
         data_keyword_argument="delivery",
-        persistence_store=_persistence_layer(config.state_table),
+        persistence_store=persistence_layer(config.state_table),
         config=idempotency,
         key_prefix=IDEMPOTENCY_KEY_PREFIX,
     )

@@ -31,8 +31,6 @@ on-failure destination. All addresses of one IP version in one event go in one u
 
 from __future__ import annotations
 
-import random
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +38,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
@@ -49,6 +46,8 @@ from botocore.exceptions import ClientError
 
 from functions.common import addresses, aws, report
 from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
+    BACKOFF_BASE_SECONDS,
+    BACKOFF_CAP_SECONDS,
     MAX_ADDRESSES_PER_REQUEST,
     MAX_TTL_SECONDS,
     MIN_TTL_SECONDS,
@@ -60,6 +59,10 @@ from functions.common.blocking import (  # noqa: F401  (re-exported: callers use
     GuardDutyFindingEvent,
     SweepRequest,
     UnblockRequest,
+    backoff,
+    iso,
+    persistence_layer,
+    report_severity,
 )
 from functions.common.finding_catalog import action_kind
 
@@ -77,8 +80,6 @@ WAF_MAX_ADDRESSES_PER_SET = 10_000
 # usually; ten keeps the worst-case wait under ten seconds and leaves the rest to Lambda's
 # own retry of the event. Give the function a timeout of 30 s or more.
 MAX_ATTEMPTS = 10
-BACKOFF_BASE_SECONDS = 0.05
-BACKOFF_CAP_SECONDS = 2.0
 # Conditions WAF wants the caller to resolve (a fresh LockToken, an entity still being
 # propagated) plus throttling and internal errors that outlasted the SDK's own retries.
 RETRYABLE_WAF_ERRORS = frozenset(
@@ -352,11 +353,6 @@ class SetWrite:
     change: SetChange | None
 
 
-def _backoff(attempt: int) -> float:
-    """Full jitter: spreads contending writers instead of retrying them in lockstep."""
-    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
-
-
 def _dedupe(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
@@ -406,7 +402,7 @@ def modify_ip_set(
             extra={"ip_set": ref.name, "attempt": attempt + 1, "error": last_error},
         )
         if attempt + 1 < MAX_ATTEMPTS:
-            clock.sleep(_backoff(attempt))
+            clock.sleep(backoff(attempt))
     raise IpSetUpdateError(
         f"IP set {ref.name} ({ref.id}) was not updated after {MAX_ATTEMPTS} attempts; "
         f"last error: {last_error}"
@@ -489,10 +485,6 @@ def _plan_reconcile(
 # --------------------------------------------------------------------------- operations
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass
 class _Outcome:
     blocked: list[tuple[str, int, str]] = field(default_factory=list)
@@ -504,14 +496,14 @@ class _Outcome:
         return {
             "status": "processed",
             **extra,
-            "blocked": [{"address": c, "expiresAt": _iso(e)} for c, e, _ in self.blocked],
+            "blocked": [{"address": c, "expiresAt": iso(e)} for c, e, _ in self.blocked],
             "rejected": [{"address": a, "reason": r} for a, r in self.rejected],
             "evicted": list(self.evicted),
         }
 
     def actions(self, config: Config) -> list[str]:
         lines = [
-            f"Blocked {cidr} in WAF IP set {ip_set} until {_iso(expires)}"
+            f"Blocked {cidr} in WAF IP set {ip_set} until {iso(expires)}"
             for cidr, expires, ip_set in self.blocked
         ]
         lines += [f"Did not block {address}: {reason}" for address, reason in self.rejected]
@@ -569,14 +561,6 @@ def _block(
             outcome.evicted.extend(write.change.evicted)
 
 
-def _report_severity(guardduty_severity: float) -> str:
-    if guardduty_severity >= 7:
-        return "HIGH"
-    if guardduty_severity >= 4:
-        return "MEDIUM"
-    return "LOW"
-
-
 def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
     if not config.notify_topic_arn:
         return False
@@ -615,7 +599,7 @@ def _block_finding(
         config,
         clock,
         title=f"Blocked {len(outcome.blocked)} address(es) at the edge: {finding.type}",
-        severity=_report_severity(finding.severity),
+        severity=report_severity(finding.severity),
         summary=(
             f"GuardDuty finding {finding.type} (severity {finding.severity}) named "
             f"{len(found)} remote address(es): {len(outcome.blocked)} blocked for "
@@ -633,27 +617,6 @@ def _block_finding(
         extra={**ids, "blocked": len(outcome.blocked), "rejected": len(outcome.rejected)},
     )
     return outcome.result(**ids, notified=notified)
-
-
-_persistence_guard = threading.Lock()
-_persistence_layers: dict[str, tuple[Any, DynamoDBPersistenceLayer]] = {}
-
-
-def _persistence_layer(table: str) -> DynamoDBPersistenceLayer:
-    """One layer per table and client, for the life of the container.
-
-    Each new layer registers another User-Agent hook on the (cached) DynamoDB client, so a
-    layer per invocation would grow that client's hooks and headers without bound.
-    """
-    client = aws.client("dynamodb")
-    with _persistence_guard:
-        cached = _persistence_layers.get(table)
-        if cached is None or cached[0] is not client:
-            layer = DynamoDBPersistenceLayer(
-                table_name=table, key_attr="pk", expiry_attr="expires_at", boto3_client=client
-            )
-            cached = _persistence_layers[table] = (client, layer)
-        return cached[1]
 
 
 def handle_finding(
@@ -689,7 +652,7 @@ def handle_finding(
     process = idempotent_function(
         _block_finding,
         data_keyword_argument="delivery",
-        persistence_store=_persistence_layer(config.state_table),
+        persistence_store=persistence_layer(config.state_table),
         config=idempotency,
         key_prefix=IDEMPOTENCY_KEY_PREFIX,
     )
