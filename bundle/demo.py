@@ -81,7 +81,7 @@ def root_configuration(directory: Path, endpoint: str, layer_zip: Path) -> None:
                 "secret_key": "testing",
                 "skip_credentials_validation": True,
                 "skip_metadata_api_check": True,
-                "max_retries": 1,
+                "max_retries": 3,
                 "endpoints": {service: endpoint for service in SERVICES},
             }
         },

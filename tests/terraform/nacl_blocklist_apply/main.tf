@@ -28,7 +28,7 @@ provider "aws" {
   skip_credentials_validation = true
   skip_metadata_api_check     = true
   skip_region_validation      = true
-  max_retries                 = 1
+  max_retries                 = 3
   endpoints {
     dynamodb = var.endpoint
     ec2      = var.endpoint
