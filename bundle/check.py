@@ -73,8 +73,8 @@ def validate_all(
     if not directories:
         return [Outcome("dist", False, "nothing to validate: run `python main.py synth` first")]
     labels = {d: str(d.relative_to(workspace)) for d in directories}
-    # The first init fills the shared plugin cache; the rest only read from it, which
-    # keeps parallel inits from racing on the cache.
+    # The first init fills the shared plugin cache; the rest only link to it (see
+    # terraform.cli_config_text), so parallel inits never write the same cache entry.
     progress(f"terraform validate {labels[directories[0]]}")
     outcomes = [validate_one(directories[0], labels[directories[0]])]
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -45,7 +45,24 @@ def provider_mirror() -> Path | None:
 
 
 def cli_config_text(mirror: Path | None, plugin_cache: Path) -> str:
-    lines = [f'plugin_cache_dir = "{plugin_cache}"', "", "provider_installation {"]
+    """The CLI config: where providers come from, and one plugin cache for every stack.
+
+    Without ``plugin_cache_may_break_dependency_lock_file``, Terraform (1.4 and newer)
+    ignores a cached provider whenever the working directory has no lock file, and
+    installs it into the shared cache again: it removes the cache entry and creates it
+    anew. Parallel inits of lock-less generated stacks then race on that one entry and
+    fail with "after installing ... it is still not detected in .terraform/providers"
+    (seen in CI, reproduced by the race test). With the setting, an existing entry is
+    linked and never rewritten. The lock files it writes hold the local package hash
+    only, which is all a filesystem mirror can give anyway; the working directories
+    are throwaway copies under .cache/ and their lock files are never committed.
+    """
+    lines = [
+        f'plugin_cache_dir = "{plugin_cache}"',
+        "plugin_cache_may_break_dependency_lock_file = true",
+        "",
+        "provider_installation {",
+    ]
     if mirror is not None:
         lines += [
             "  filesystem_mirror {",

@@ -4,6 +4,7 @@ hashicorp/aws provider (from the machine's offline mirror when there is one)."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,36 @@ def test_cli_config_uses_the_mirror_when_present(tmp_path: Path) -> None:
     assert f'exclude = ["{terraform.AWS_PROVIDER}"]' in text
     assert 'plugin_cache_dir = "' in text
     assert "filesystem_mirror" not in terraform.cli_config_text(None, tmp_path / "cache")
+
+
+def test_parallel_inits_only_link_the_shared_plugin_cache(dist: Path) -> None:
+    """Once the cache holds the provider, lock-less inits link it and never rewrite it.
+
+    Terraform 1.4+ otherwise re-installs a cached provider into the shared cache on every
+    init without a lock file (remove, then create the entry), and parallel inits of the
+    generated stacks race on it ("it is still not detected in .terraform/providers",
+    seen in CI). The entry's inode and mtime show whether an init rewrote it.
+    """
+    workspace = check.prepare_workspace(dist)
+    directories = check.configurations(workspace)
+    first = terraform.run(["init", "-backend=false", "-input=false", "-no-color"], directories[0])
+    assert first.ok, first.output
+    cache_root = terraform.cli_config().parent / "plugin-cache" / terraform.AWS_PROVIDER
+    (entry,) = [p for p in cache_root.glob("*/*") if p.name.startswith("linux_")]
+    before = entry.lstat()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(
+            pool.map(
+                lambda d: terraform.run(
+                    ["init", "-backend=false", "-input=false", "-no-color"], d
+                ),
+                directories[1:],
+            )
+        )
+    assert [r.cwd.name for r in results if not r.ok] == [], [r.output for r in results]
+    assert all("from the shared cache directory" in r.output for r in results)
+    after = entry.lstat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 def test_embedded_terraform_fallback_validates_a_module(
