@@ -27,7 +27,7 @@ Item layout (partition key ``pk``, TTL attribute ``expires_at``)::
     pk           "seat#<acl id>#<ingress|egress>#<index>"      one unit of CAPACITY
     nacl_id, direction, seat (the index, 0..CAPACITY-1), cidr
     rule_number  the entry's rule number (absent while it is being chosen)
-    releasing    present while the seat's entry is being removed
+    releasing    present while the seat's entry is being removed (the remover's token)
     heir         the address the seat goes to once it is (an eviction), if any
 
 Seats carry no ``expires_at`` on purpose: DynamoDB TTL may delete an expired row days
@@ -65,6 +65,14 @@ whichever of the two comes last removes it, so no entry outlives its seat.
 ``DeleteNetworkAclEntry`` takes no condition, hence the fresh read just before each delete;
 EC2's API is eventually consistent, which can cost a retry.
 
+Ambiguous answers. botocore retries a request whose connection dropped, and the retry of a
+write that had landed answers as if a concurrent writer had got there first
+(``NetworkAclEntryAlreadyExists``, ``ConditionalCheckFailedException``, a missing entry).
+Each write whose answer could be its own echo reads the state back before believing it: an
+entry that is exactly this deny, a row that is gone, a seat marked with this call's token,
+a row linked to this seat, an entry that is no longer there. Without that, a create taken
+for a lost race skipped the check after creation and left an entry nothing named.
+
 Drift. Each sweep reconciles the table and the ACLs both ways and carries on, whatever it
 finds: expired rows lose their entry and seat; a seat with no row (row deleted by hand or by
 TTL) loses its entry; a recorded, unexpired block whose entry is missing is re-created (the
@@ -79,6 +87,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -90,7 +99,8 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from functions.common import addresses, aws, report
 from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
@@ -139,6 +149,10 @@ MAX_ATTEMPTS = 10
 # AWS answers InvalidNetworkAclID.NotFound; moto answers InvalidRouteTableID.NotFound. The
 # request names one ACL, so either code means that ACL is gone.
 _ACL_NOT_FOUND = frozenset({"InvalidNetworkAclID.NotFound", "InvalidRouteTableID.NotFound"})
+# What botocore raises when a request may or may not have taken effect: a service error
+# (possibly the answer to a retry of a request that landed), a connection that dropped or
+# timed out, or an answer it could not parse.
+_AMBIGUOUS = (ClientError, BotoCoreError, ResponseParserError)
 _NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")
 _SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
 
@@ -399,8 +413,12 @@ def _seat_key(target: Target, index: int) -> dict[str, Any]:
     return {"pk": {"S": f"{SEAT_PREFIX}{target.key}#{index}"}}
 
 
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
 def _is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return _error_code(exc) == "ConditionalCheckFailedException"
 
 
 def _seat_condition(seat: Seat) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -543,9 +561,7 @@ class StateTable:
         return self.load(target).get(target) or TargetState()
 
     def seat(self, target: Target, index: int) -> Seat | None:
-        item = self._db.get_item(
-            TableName=self.name, Key=_seat_key(target, index), ConsistentRead=True
-        ).get("Item")
+        item = self._item(_seat_key(target, index))
         parsed = _parse_item(item) if item else None
         return parsed if isinstance(parsed, Seat) else None
 
@@ -562,15 +578,28 @@ class StateTable:
             ConditionExpression="attribute_not_exists(pk)",
         )
 
+    def _item(self, key: dict[str, Any]) -> dict[str, Any]:
+        """The item now (strongly consistent); empty when there is none."""
+        item: dict[str, Any] = self._db.get_item(
+            TableName=self.name, Key=key, ConsistentRead=True
+        ).get("Item", {})
+        return item
+
     def link_seat(self, target: Target, cidr: str, index: int) -> bool:
+        """Link the row to seat ``index``; ``True`` when it links there now.
+
+        A failed condition with the row linked to this very seat is this request's own
+        write, retried by botocore after a lost response, not a concurrent link.
+        """
+        key = _row_key(target, cidr)
         return self._conditional(
             self._db.update_item,
-            Key=_row_key(target, cidr),
+            Key=key,
             UpdateExpression="SET #seat = :seat",
             ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#seat)",
             ExpressionAttributeNames={"#seat": "seat"},
             ExpressionAttributeValues={":seat": {"N": str(index)}},
-        )
+        ) or self._item(key).get("seat") == {"N": str(index)}
 
     def record_number(self, target: Target, cidr: str, index: int, rule_number: int) -> bool:
         return self._conditional(
@@ -618,22 +647,30 @@ class StateTable:
         )
 
     def mark_releasing(self, seat: Seat, heir: str | None) -> bool:
+        """Mark ``seat`` (exactly as read) as being released; ``True`` if this call did.
+
+        The mark is a token of this call, so that a failed condition can tell this call's
+        own mark, written by an attempt whose response was lost and retried by botocore,
+        from a concurrent remover's: only the first lets the release go on.
+        """
+        token = uuid.uuid4().hex
         condition, names, values = _seat_condition(seat)
         names["#releasing"] = "releasing"
-        values[":true"] = {"BOOL": True}
-        expression = "SET #releasing = :true"
+        values[":token"] = {"S": token}
+        expression = "SET #releasing = :token"
         if heir is not None:
             names["#heir"] = "heir"
             values[":heir"] = {"S": heir}
             expression += ", #heir = :heir"
+        key = _seat_key(seat.target, seat.index)
         return self._conditional(
             self._db.update_item,
-            Key=_seat_key(seat.target, seat.index),
+            Key=key,
             UpdateExpression=expression,
             ConditionExpression=f"{condition} AND attribute_not_exists(#releasing)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
-        )
+        ) or self._item(key).get("releasing") == {"S": token}
 
     def unmark_releasing(self, seat: Seat) -> bool:
         """Undo :meth:`mark_releasing` when the eviction it started lost its race."""
@@ -675,14 +712,22 @@ class StateTable:
         )
 
     def delete_row_if_unchanged(self, row: Row) -> bool:
-        """``False`` means a concurrent writer re-blocked the address in the meantime."""
-        return self._conditional(
+        """Delete the row as read; ``True`` once it is gone, ``False`` while it stands
+        re-blocked (a concurrent writer moved its expiry).
+
+        A failed condition on a row that no longer exists is not a re-block: the row was
+        deleted, by a concurrent unblock or by this very request, whose first attempt
+        succeeded and whose response was lost before botocore retried it.
+        """
+        if self._conditional(
             self._db.delete_item,
             Key=_row_key(row.target, row.cidr),
             ConditionExpression="#expires = :seen",
             ExpressionAttributeNames={"#expires": "expires_at"},
             ExpressionAttributeValues={":seen": {"N": str(row.expires_at)}},
-        )
+        ):
+            return True
+        return not self._item(_row_key(row.target, row.cidr))
 
     def delete_row(self, target: Target, cidr: str) -> bool:
         """Delete a row; ``True`` if there was one."""
@@ -730,7 +775,7 @@ class NetworkAcls:
         try:
             response = self._ec2.describe_network_acls(NetworkAclIds=[nacl_id])
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _ACL_NOT_FOUND:
+            if _error_code(exc) in _ACL_NOT_FOUND:
                 return None
             raise
         found = response.get("NetworkAcls", [])
@@ -751,7 +796,17 @@ class NetworkAcls:
         return sorted(found)
 
     def create_deny(self, target: Target, rule_number: int, cidr: str) -> bool:
-        """``False`` when the rule number is already used in that direction."""
+        """Deny ``cidr`` at ``rule_number``; ``False`` when another entry holds the number.
+
+        An error does not prove the entry absent. ``NetworkAclEntryAlreadyExists`` for an
+        entry that is exactly this deny is typically this very call, whose first attempt
+        succeeded but whose response was lost, retried by botocore; an error botocore
+        could not parse or a dropped connection may follow a create that landed too. So a
+        fresh read decides: the deny in place means created. Reporting it as "taken" (or
+        raising) would skip the check that follows every creation and could leave the
+        entry behind with nothing naming it. The caller's seat names the number, and no
+        other seat may, so an identical entry there is the seat's own.
+        """
         block = "Ipv6CidrBlock" if ":" in cidr else "CidrBlock"
         try:
             self._ec2.create_network_acl_entry(
@@ -762,21 +817,33 @@ class NetworkAcls:
                 Egress=target.egress,
                 **{block: cidr},
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "NetworkAclEntryAlreadyExists":
+        except _AMBIGUOUS as exc:
+            acl = self.read(target.nacl_id)
+            entry = acl.entry(target, rule_number) if acl else None
+            if entry is not None and entry.denies(cidr):
+                return True
+            if _error_code(exc) == "NetworkAclEntryAlreadyExists":
                 return False
             raise
         return True
 
     def delete(self, target: Target, rule_number: int) -> None:
+        """Remove the entry at ``rule_number``; done once no entry holds that number.
+
+        Two removers of one entry (a released seat's remover and its creator) may race,
+        and a delete whose response was lost is retried by botocore: either way the second
+        request finds nothing. AWS answers ``InvalidNetworkAclEntry.NotFound``; moto
+        answers an HTML 500 that botocore cannot parse (its lookup raises StopIteration).
+        Whatever the error, a fresh read decides: the entry gone is success, the entry
+        still there re-raises.
+        """
         try:
             self._ec2.delete_network_acl_entry(
                 NetworkAclId=target.nacl_id, RuleNumber=rule_number, Egress=target.egress
             )
-        except ClientError as exc:
-            # Two removers of one entry (a released seat's remover and its creator) may
-            # race; the entry is gone either way.
-            if exc.response.get("Error", {}).get("Code") != "InvalidNetworkAclEntry.NotFound":
+        except _AMBIGUOUS:
+            acl = self.read(target.nacl_id)
+            if acl is not None and acl.entry(target, rule_number) is not None:
                 raise
 
 

@@ -310,7 +310,10 @@ class StateTable:
     def delete_if_unchanged(self, cidr: str, expires_at: int | None) -> bool:
         """Delete a row only if it still expires at ``expires_at`` (``None``: if absent).
 
-        ``False`` means a concurrent writer re-blocked the address in the meantime.
+        ``False`` means a concurrent writer re-blocked the address in the meantime. A
+        failed condition on a row that no longer exists is not that: the row was deleted,
+        by a concurrent sweep or by this very request, whose first attempt landed and whose
+        response was lost before botocore retried it.
         """
         if expires_at is None:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -323,9 +326,12 @@ class StateTable:
         try:
             self._db.delete_item(TableName=self.name, Key=_row_key(cidr), **condition)
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if not _is_conditional_failure(exc):
+                raise
+            if expires_at is None:
                 return False
-            raise
+            found = self._db.get_item(TableName=self.name, Key=_row_key(cidr), ConsistentRead=True)
+            return "Item" not in found
         return True
 
     def delete(self, cidr: str) -> bool:

@@ -124,16 +124,6 @@ def deployed(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 # A wedged moto server would otherwise hold the run for botocore's full retry budget.
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "Known race, issue 4 left open: intermittently (1 of 6 full runs so far) the ACL "
-        "ends with one entry of ours (in range, our CIDR) that no seat or row names, so "
-        "later sweeps treat it as foreign and leave it. Seen on a fresh clone at "
-        "a81a33c: {100: '185.0.61.223/32'}. "
-        "Capacity, unique rule numbers and the range held in every run."
-    ),
-)
 def test_concurrent_findings_keep_capacity_and_the_table_equals_the_acl(deployed: str) -> None:
     acl = deployed
     sources = attacker_addresses(FINDINGS)

@@ -83,9 +83,7 @@ def test_parallel_inits_only_link_the_shared_plugin_cache(dist: Path) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(
             pool.map(
-                lambda d: terraform.run(
-                    ["init", "-backend=false", "-input=false", "-no-color"], d
-                ),
+                lambda d: terraform.run(["init", "-backend=false", "-input=false", "-no-color"], d),
                 directories[1:],
             )
         )

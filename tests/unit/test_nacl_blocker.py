@@ -13,6 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as event_label
 from hypothesis import strategies as st
@@ -22,6 +24,7 @@ from functions.common import aws, permissions
 from functions.nacl_blocker import handler, logic
 from functions.nacl_blocker.permissions import PERMISSIONS
 from tests.helpers_permissions import record_calls
+from tests.helpers_retries import lose_first_response
 
 pytestmark = pytest.mark.unit
 
@@ -627,6 +630,140 @@ def test_a_seat_released_while_its_entry_was_created_leaves_no_entry_behind(
     ]
     assert env.in_range() == {}
     assert env.rows() == {} and env.seats() == {}
+
+
+def test_a_create_whose_response_was_lost_while_its_seat_was_released_leaves_no_entry(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retried create answers NetworkAclEntryAlreadyExists. Meanwhile an unblock
+    released the seat and, reading the ACL before the entry landed, found nothing to
+    remove. The entry is this call's own, so the creator must still check its seat and
+    remove the entry, not take the number for someone else's and walk away."""
+    answered = lose_first_response(
+        monkeypatch,
+        aws.client("ec2"),
+        "create_network_acl_entry",
+        before=lambda: env.invoke(
+            {"action": "unblock", "addresses": ["185.220.101.46"], "reason": "x"}
+        ),
+    )
+    result = env.invoke(load(SSH))
+
+    assert answered == ["NetworkAclEntryAlreadyExists"]
+    assert [r["reason"] for r in result["rejected"]] == [
+        f"{env.acl} ingress: withdrawn by a concurrent unblock or eviction"
+    ]
+    assert env.in_range() == {}, "an entry of ours was left that nothing names"
+    assert env.rows() == {} and env.seats() == {}
+
+
+def test_an_eviction_whose_row_delete_was_retried_after_it_succeeded_goes_on(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retried conditional delete of the evicted row fails its condition because the
+    row is gone. That is not a re-block: the eviction carries on (no back-off) and says
+    why the address went."""
+    env.set_env(CAPACITY="2")
+    manual_block(env, ["1.0.0.1"], ttl=7200)
+    manual_block(env, ["1.0.0.2"], ttl=300)
+    env.reports()
+    answered = lose_first_response(
+        monkeypatch, aws.client("dynamodb"), "delete_item", lambda kw: "ConditionExpression" in kw
+    )
+    result = env.invoke(load(SSH))
+
+    assert answered == ["ConditionalCheckFailedException"]
+    assert env.clock.slept == []
+    assert [e["address"] for e in result["evicted"]] == ["1.0.0.2/32"]
+    assert env.in_range() == {71: "1.0.0.1/32", 72: SSH_SOURCE}
+    (sent,) = env.reports()
+    assert sent["detail"]["actions"][-1].endswith(
+        "it was due to expire first (2025-06-15T15:11:40Z)"
+    )
+
+
+def test_a_release_whose_mark_was_retried_after_it_succeeded_finishes(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retried mark fails its condition on the mark it wrote itself; the release must
+    go on rather than leave the entry and a marked seat for the next sweep."""
+    manual_block(env, ["1.0.0.1"], ttl=600)
+    answered = lose_first_response(
+        monkeypatch,
+        aws.client("dynamodb"),
+        "update_item",
+        lambda kw: "#releasing = :token" in kw.get("UpdateExpression", ""),
+    )
+    result = env.invoke({"action": "unblock", "addresses": ["1.0.0.1"], "reason": "x"})
+
+    assert answered == ["ConditionalCheckFailedException"]
+    assert result["unblocked"][0]["ruleNumbers"] == [71]
+    assert env.in_range() == {}
+    assert env.rows() == {} and env.seats() == {}
+
+
+def test_a_link_retried_after_it_succeeded_keeps_the_seat(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retried link of row to seat fails its condition on its own link; giving the
+    seat back then would strand the row's link and cost a back-off."""
+    answered = lose_first_response(
+        monkeypatch,
+        aws.client("dynamodb"),
+        "update_item",
+        lambda kw: kw.get("UpdateExpression") == "SET #seat = :seat",
+    )
+    result = env.invoke(load(SSH))
+
+    assert answered == ["ConditionalCheckFailedException"]
+    assert [b["ruleNumber"] for b in result["blocked"]] == [71]
+    assert env.clock.slept == []
+    assert env.in_range() == {71: SSH_SOURCE}
+    assert env.row(SSH_SOURCE)["seat"] == {"N": "0"}
+    assert list(env.seats()) == [f"seat#{env.acl}#ingress#0"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClientError(
+            {"Error": {"Code": "InvalidNetworkAclEntry.NotFound", "Message": "retry"}},
+            "DeleteNetworkAclEntry",
+        ),
+        # moto's answer to deleting a missing entry: an HTML 500 botocore cannot parse.
+        ResponseParserError("Unable to parse response, invalid XML received"),
+    ],
+    ids=["aws-not-found", "moto-html-500"],
+)
+def test_a_delete_whose_retry_errors_after_it_succeeded_counts_as_done(
+    env: Env, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """The delete lands and the retried request errors. The entry is gone, so the unblock
+    is complete rather than half-done (a marked seat left for the next sweep)."""
+    manual_block(env, ["1.0.0.1"], ttl=600)
+    client = aws.client("ec2")
+    real_delete = client.delete_network_acl_entry
+
+    def delete_then_error(**kwargs: Any) -> Any:
+        real_delete(**kwargs)
+        raise error
+
+    def only_error(**_: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(client, "delete_network_acl_entry", delete_then_error)
+    result = env.invoke({"action": "unblock", "addresses": ["1.0.0.1"], "reason": "x"})
+
+    assert result["unblocked"][0]["ruleNumbers"] == [71]
+    assert env.in_range() == {}
+    assert env.rows() == {} and env.seats() == {}
+
+    # An error while the entry is still there is not swallowed.
+    manual_block(env, ["1.0.0.1"], ttl=600)
+    monkeypatch.setattr(client, "delete_network_acl_entry", only_error)
+    with pytest.raises(type(error)):
+        env.invoke({"action": "unblock", "addresses": ["1.0.0.1"], "reason": "x"})
+    assert env.in_range() == {71: "1.0.0.1/32"}
 
 
 def test_placement_that_never_wins_raises_and_a_redelivery_then_works(

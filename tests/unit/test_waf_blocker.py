@@ -24,6 +24,7 @@ from functions.common import aws, permissions
 from functions.waf_blocker import handler, logic
 from functions.waf_blocker.permissions import PERMISSIONS
 from tests.helpers_permissions import record_calls
+from tests.helpers_retries import lose_first_response
 
 pytestmark = pytest.mark.unit
 
@@ -750,6 +751,26 @@ def test_sweep_unblocks_what_expired_even_if_ttl_has_not_deleted_the_row(env: En
     assert set(env.rows()) == {"ip#1.0.0.2/32"}
     (sent,) = env.reports()
     assert "Unblocked 1.0.0.1/32: its block expired" in sent["detail"]["actions"]
+
+
+def test_an_expired_row_whose_delete_was_retried_after_it_succeeded_counts_as_expired(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's conditional delete lands, its response is lost, and the retry fails its
+    condition because the row is gone: that is the expiry it asked for, not a re-block."""
+    manual_block(env, ["1.0.0.1"], ttl=600)
+    env.reports()
+    env.clock.advance(600)
+    answered = lose_first_response(
+        monkeypatch, aws.client("dynamodb"), "delete_item", lambda kw: "ConditionExpression" in kw
+    )
+    result = env.invoke(SCHEDULED)
+
+    assert answered == ["ConditionalCheckFailedException"]
+    assert result["expired"] == ["1.0.0.1/32"]
+    assert result["removedExpired"] == ["1.0.0.1/32"]
+    assert env.ip_set(4) == []
+    assert env.rows() == {}
 
 
 def test_sweep_by_direct_invocation_and_nothing_to_do_sends_nothing(env: Env) -> None:
