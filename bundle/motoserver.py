@@ -12,7 +12,7 @@ import os
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,10 +43,33 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the life of the context, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def moto_server() -> Iterator[MotoServer]:
     # Modules attach AWS managed policies (AWSXRayDaemonWriteAccess); moto knows them only
-    # when asked to load them.
-    os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    # when asked to load them, which it reads whenever it creates an IAM backend. Only for
+    # the server's life: loading them costs every later in-process mock_aws() about a
+    # second (it doubled the unit layer's time when the setting leaked out of here).
+    loading = os.environ.get("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    with _environment({"MOTO_IAM_LOAD_MANAGED_POLICIES": loading}), _serve() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serve() -> Iterator[MotoServer]:
     from moto.server import ThreadedMotoServer
 
     port = _free_port()
@@ -85,17 +108,8 @@ def moto_server() -> Iterator[MotoServer]:
 @contextlib.contextmanager
 def pointed_at(endpoint: str) -> Iterator[None]:
     """Point boto3 (and the Terraform AWS provider) at ``endpoint`` with fake credentials."""
-    saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL"]}
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    try:
+    with _environment({**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def lambda_sns_record(envelope: dict[str, Any]) -> dict[str, Any]:

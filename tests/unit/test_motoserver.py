@@ -1,0 +1,38 @@
+"""The moto server the apply tests, benchmarks and demo share: loopback only, and it
+leaves the process's environment as it found it."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+
+import boto3
+import pytest
+
+from bundle.motoserver import FAKE_CREDENTIALS, moto_server, pointed_at
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_server_listens_on_loopback_and_loads_managed_policies_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MOTO_IAM_LOAD_MANAGED_POLICIES", raising=False)
+    before = dict(os.environ)
+    with moto_server() as server, pointed_at(server.endpoint):
+        assert urllib.parse.urlsplit(server.endpoint).hostname == "127.0.0.1"
+        iam = boto3.client("iam", region_name="us-east-1")
+        policy = "arn:aws:iam::aws:policy/AWSXRayDaemonWriteAccess"
+        assert iam.get_policy(PolicyArn=policy)["Policy"]["Arn"] == policy
+        assert os.environ["AWS_ENDPOINT_URL"] == server.endpoint
+    # Loading managed policies into every later mock_aws() costs about a second each.
+    assert dict(os.environ) == before
+
+
+def test_pointed_at_restores_what_was_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with pointed_at("http://127.0.0.1:1"):
+        assert os.environ["AWS_REGION"] == FAKE_CREDENTIALS["AWS_REGION"]
+    assert os.environ["AWS_REGION"] == "eu-west-1"
+    assert "AWS_ENDPOINT_URL" not in os.environ
