@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from bundle import environments
 from bundle.paths import DIST, relative
@@ -132,18 +134,18 @@ def demo() -> None:
     with console.status("synthesising modules") as status:
         synthesis.synth([], progress=lambda text: status.update(text))
         steps, timings = playbook.run(progress=lambda text: status.update(text))
-    table = Table(title="GuardDuty -> WAF + NACL: the playbook, step by step", show_lines=True)
-    table.add_column("#", justify="right")
-    table.add_column("event", max_width=28)
-    table.add_column("decision", overflow="fold")
-    table.add_column("WAF blocklists after", no_wrap=True)
-    table.add_column("NACL inbound after", no_wrap=True)
+    # One block per step rather than one wide table: it stays readable at 80 columns,
+    # which is what a pipeline log or a pipe gives.
+    console.rule("GuardDuty -> WAF + NACL: the playbook, step by step")
     for number, step in enumerate(steps, 1):
-        sets = "\n".join(step.ipv4_set + step.ipv6_set) or "(empty)"
-        table.add_row(
-            str(number), step.label, step.decision, sets, "\n".join(step.nacl_entries) or "(none)"
-        )
-    console.print(table)
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row("decision", Text(step.decision))
+        grid.add_row("WAF blocklists", Text("\n".join(step.ipv4_set + step.ipv6_set) or "(empty)"))
+        grid.add_row("NACL inbound", Text("\n".join(step.nacl_entries) or "(none)"))
+        console.print(Text(f"{number}. {step.label}", style="bold"))
+        console.print(Padding(grid, (0, 0, 1, 3)))
     console.rule("What people were told (the notifier's e-mail, first lines)")
     for number, step in enumerate(steps, 1):
         if not step.emails:

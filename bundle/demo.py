@@ -12,7 +12,7 @@ destroyed.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import tempfile
 import time
 import zipfile
@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any, cast
 
 from bundle import terraform
-from bundle.motoserver import InProcessContext, lambda_sns_record, moto_server, pointed_at
+from bundle.motoserver import (
+    InProcessContext,
+    lambda_sns_record,
+    moto_server,
+    pointed_at,
+    quiet_loggers,
+    scoped_environ,
+)
 from bundle.paths import DIST
 
 FINDINGS = Path(__file__).resolve().parent / "demo_findings"
@@ -176,32 +183,30 @@ def function_environment(boto_lambda: Any, function_arn: str) -> Iterator[dict[s
     variables = boto_lambda.get_function_configuration(FunctionName=function_arn)["Environment"][
         "Variables"
     ]
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
+    with scoped_environ(variables):
         yield variables
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], dict[str, float]]:
     """Run the demo; returns the timeline and the time each phase took."""
     import boto3
 
-    from functions.common import aws
-    from functions.nacl_blocker import handler as nacl_blocker
-    from functions.nacl_blocker import logic as nacl_logic
-    from functions.notifier import handler as notifier
-    from functions.waf_blocker import handler as waf_blocker
-    from functions.waf_blocker import logic
+    # The timeline says what the remediators did; their INFO logs (one JSON line per
+    # finding, meant for CloudWatch) would only bury it. Warnings and errors still show.
+    with scoped_environ({"POWERTOOLS_LOG_LEVEL": "WARNING"}):
+        from functions.common import aws
+        from functions.nacl_blocker import handler as nacl_blocker
+        from functions.nacl_blocker import logic as nacl_logic
+        from functions.notifier import handler as notifier
+        from functions.waf_blocker import handler as waf_blocker
+        from functions.waf_blocker import logic
 
     timings: dict[str, float] = {}
     steps: list[Step] = []
     with ExitStack() as stack:
+        # moto tries to run the subscribed notifier in Docker on every publish and logs an
+        # error when there is none; the demo runs it in-process instead.
+        stack.enter_context(quiet_loggers("moto.awslambda.models", level=logging.CRITICAL))
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="playbook-demo-")))
         server = stack.enter_context(moto_server())
         stack.enter_context(pointed_at(server.endpoint))

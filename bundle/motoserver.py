@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import time
@@ -43,7 +44,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
+def scoped_environ(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the life of the context, then restore them."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
@@ -64,8 +65,27 @@ def moto_server() -> Iterator[MotoServer]:
     # the server's life: loading them costs every later in-process mock_aws() about a
     # second (it doubled the unit layer's time when the setting leaked out of here).
     loading = os.environ.get("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-    with _environment({"MOTO_IAM_LOAD_MANAGED_POLICIES": loading}), _serve() as server:
+    with (
+        scoped_environ({"MOTO_IAM_LOAD_MANAGED_POLICIES": loading}),
+        # werkzeug's line per request (hundreds per apply); warnings and errors still show.
+        quiet_loggers("werkzeug"),
+        _serve() as server,
+    ):
         yield server
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
+    """Raise the level of the named loggers for the life of the context."""
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, previous in zip(loggers, saved, strict=True):
+            logger.setLevel(previous)
 
 
 @contextlib.contextmanager
@@ -108,7 +128,7 @@ def _serve() -> Iterator[MotoServer]:
 @contextlib.contextmanager
 def pointed_at(endpoint: str) -> Iterator[None]:
     """Point boto3 (and the Terraform AWS provider) at ``endpoint`` with fake credentials."""
-    with _environment({**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}):
+    with scoped_environ({**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}):
         yield
 
 
