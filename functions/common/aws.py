@@ -54,3 +54,14 @@ def reset() -> None:
     with _lock:
         _session = None
         _clients.clear()
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ``ClientError`` ("" for any other exception)."""
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def is_conditional_failure(exc: BaseException) -> bool:
+    """Did a DynamoDB write fail its ConditionExpression?"""
+    return error_code(exc) == "ConditionalCheckFailedException"

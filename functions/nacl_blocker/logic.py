@@ -413,14 +413,6 @@ def _seat_key(target: Target, index: int) -> dict[str, Any]:
     return {"pk": {"S": f"{SEAT_PREFIX}{target.key}#{index}"}}
 
 
-def _error_code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    return _error_code(exc) == "ConditionalCheckFailedException"
-
-
 def _seat_condition(seat: Seat) -> tuple[str, dict[str, str], dict[str, Any]]:
     """A condition that holds while ``seat`` is exactly as read (same address and number)."""
     names = {"#cidr": "cidr", "#number": "rule_number"}
@@ -462,7 +454,7 @@ class StateTable:
         try:
             call(TableName=self.name, **request)
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if aws.is_conditional_failure(exc):
                 return False
             raise
         return True
@@ -775,7 +767,7 @@ class NetworkAcls:
         try:
             response = self._ec2.describe_network_acls(NetworkAclIds=[nacl_id])
         except ClientError as exc:
-            if _error_code(exc) in _ACL_NOT_FOUND:
+            if aws.error_code(exc) in _ACL_NOT_FOUND:
                 return None
             raise
         found = response.get("NetworkAcls", [])
@@ -822,7 +814,7 @@ class NetworkAcls:
             entry = acl.entry(target, rule_number) if acl else None
             if entry is not None and entry.denies(cidr):
                 return True
-            if _error_code(exc) == "NetworkAclEntryAlreadyExists":
+            if aws.error_code(exc) == "NetworkAclEntryAlreadyExists":
                 return False
             raise
         return True

@@ -917,7 +917,7 @@ def load_webhooks(secret_name: str, *, now: Callable[[], float] = time.monotonic
     try:
         response = aws.client("secretsmanager").get_secret_value(SecretId=secret_name)
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "Unknown")
+        code = aws.error_code(error) or "Unknown"
         if code == "ResourceNotFoundException":
             raise WebhookConfigError(
                 f"webhook secret {secret_name!r} does not exist in Secrets Manager"

@@ -195,10 +195,6 @@ def _row_key(cidr: str) -> dict[str, Any]:
     return {"pk": {"S": f"{ROW_PREFIX}{cidr}"}}
 
 
-def _is_conditional_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
 class StateTable:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -264,7 +260,7 @@ class StateTable:
                 ExpressionAttributeValues={":expires": {"N": str(expires_at)}},
             )
         except ClientError as exc:
-            if not _is_conditional_failure(exc):
+            if not aws.is_conditional_failure(exc):
                 raise
         return expires_at
 
@@ -326,7 +322,7 @@ class StateTable:
         try:
             self._db.delete_item(TableName=self.name, Key=_row_key(cidr), **condition)
         except ClientError as exc:
-            if not _is_conditional_failure(exc):
+            if not aws.is_conditional_failure(exc):
                 raise
             if expires_at is None:
                 return False
@@ -397,7 +393,7 @@ def modify_ip_set(
             waf.update_ip_set(**update)
             return SetWrite(ip_set["ARN"], change)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = aws.error_code(exc)
             if code not in RETRYABLE_WAF_ERRORS:
                 raise
             last_error = code
