@@ -5,7 +5,7 @@ a private temporary directory, compute its sha256 on the instance, upload it to 
 evidence bucket with ``aws s3 cp --checksum-algorithm SHA256`` (S3 checks the checksum on
 arrival; Object Lock requires an integrity header) and print one JSON line per artefact::
 
-    {"name": "processes.txt", "key": "cases/.../volatile/processes.txt", "sha256": "...", "bytes": 1234}
+    {"name": "processes.txt", "key": "cases/.../processes.txt", "sha256": "...", "bytes": 1234}
     {"name": "memory.lime", "skipped": "neither AVML nor LiME is installed"}
 
 The step Lambda reads those lines from the command's output and checks each object's
