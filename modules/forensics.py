@@ -93,6 +93,8 @@ BUCKET_NAME = regex(
     r"^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
     "Must be empty or an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens).",
 )
+
+
 def _literal(text: str) -> str:
     """``text`` as a Terraform string that is never interpolated (shell ``${...}``)."""
     return text.replace("${", "$${").replace("%{", "%%{")
