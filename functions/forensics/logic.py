@@ -402,9 +402,10 @@ class Case:
             "Key": self.key(name),
             "Body": body,
             "ContentType": content_type,
-            # The SHA-256 checksum is S3's integrity check and Object Lock's required
-            # integrity header; S3 keeps it with the object for later verification.
-            "ChecksumSHA256": base64.b64encode(digest.digest()).decode(),
+            # botocore sends the SHA-256 checksum with x-amz-sdk-checksum-algorithm, the
+            # integrity header Object Lock requires; S3 checks it on arrival and keeps it
+            # with the object for later verification.
+            "ChecksumAlgorithm": "SHA256",
             "Metadata": {"sha256": digest.hexdigest(), "case-id": self.case_id},
         }
         if self.config.evidence_key_arn:

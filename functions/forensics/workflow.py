@@ -89,17 +89,16 @@ def _poll(step: str, wait_state: str, next_state: str) -> dict[str, Any]:
     }
 
 
-def _outcome(outcome: str) -> dict[str, Any]:
-    return {
-        "Type": "Pass",
-        "Parameters": {
-            "instanceId.$": "$.target.instanceId",
-            "caseId.$": "$.target.caseId",
-            "outcome": outcome,
-            "steps.$": "$.steps",
-        },
-        "End": True,
+def _outcome(outcome: str, error: bool = False) -> dict[str, Any]:
+    parameters = {
+        "instanceId.$": "$.target.instanceId",
+        "caseId.$": "$.target.caseId",
+        "outcome": outcome,
+        "steps.$": "$.steps",
     }
+    if error:  # every path into the failed outcome has caught an error into $.error
+        parameters["error.$"] = "$.error"
+    return {"Type": "Pass", "Parameters": parameters, "End": True}
 
 
 def per_instance(function_arn: str) -> dict[str, Any]:
@@ -206,7 +205,7 @@ def per_instance(function_arn: str) -> dict[str, Any]:
         },
         "Isolated": _outcome("isolated"),
         "Termination refused": _outcome("termination-refused"),
-        "Isolation failed": _outcome("failed"),
+        "Isolation failed": _outcome("failed", error=True),
     }
     # The failure report names the step that failed; a step reached with no earlier
     # steps recorded still finds an (empty) steps object.
