@@ -75,6 +75,19 @@ def _step(
     return state
 
 
+def _waits_for_snapshots(state: dict[str, Any]) -> dict[str, Any]:
+    """Terminate raises EvidencePending while snapshots complete: retry, don't fail."""
+    state["Retry"].append(
+        {
+            "ErrorEquals": ["EvidencePending"],
+            "IntervalSeconds": SNAPSHOT_RETRY_SECONDS,
+            "MaxAttempts": SNAPSHOT_RETRY_ATTEMPTS,
+            "BackoffRate": 1.0,
+        }
+    )
+    return state
+
+
 def _poll(step: str, wait_state: str, next_state: str) -> dict[str, Any]:
     return {
         "Type": "Choice",
@@ -164,7 +177,7 @@ def per_instance(function_arn: str) -> dict[str, Any]:
             ],
             "Default": name["report"],
         },
-        name["terminate"]: _step(function_arn, "terminate", name["report"]),
+        name["terminate"]: _waits_for_snapshots(_step(function_arn, "terminate", name["report"])),
         name["report"]: {
             **_invoke(function_arn, {"step": "report", "target.$": "$.target"}),
             "ResultSelector": {"status.$": "$.Payload.status", "result.$": "$.Payload"},
