@@ -42,10 +42,6 @@ from cdktn_provider_aws.s3_bucket_server_side_encryption_configuration import (
     S3BucketServerSideEncryptionConfigurationRuleA,
     S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
 )
-from cdktn_provider_aws.s3_bucket_versioning import (
-    S3BucketVersioningA,
-    S3BucketVersioningVersioningConfiguration,
-)
 from cdktn_provider_aws.sfn_state_machine import (
     SfnStateMachine,
     SfnStateMachineLoggingConfiguration,
@@ -424,13 +420,9 @@ class ForensicsModule(ModuleStack):
             tags=self.tags(),
         )
         bucket_id = self.expr(ref(bucket, "id"))
-        S3BucketVersioningA(
-            self,
-            "evidence_versioning",
-            count=self.count,
-            bucket=bucket_id,
-            versioning_configuration=S3BucketVersioningVersioningConfiguration(status="Enabled"),
-        )
+        # No aws_s3_bucket_versioning: creating a bucket with Object Lock turns versioning
+        # on, and S3 refuses to suspend it (InvalidBucketState), which is what destroying
+        # that resource would try.
         S3BucketObjectLockConfigurationA(
             self,
             "evidence_lock",

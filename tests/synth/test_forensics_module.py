@@ -28,9 +28,7 @@ def test_evidence_bucket_is_locked_encrypted_private_and_tls_only(
     assert bucket["object_lock_enabled"] is True
     assert "data.aws_caller_identity.current.account_id" in bucket["bucket"]
     assert "data.aws_region.region.id" in bucket["bucket"], "bucket names are global"
-    assert r["aws_s3_bucket_versioning"]["evidence_versioning"]["versioning_configuration"] == {
-        "status": "Enabled"
-    }
+    assert "aws_s3_bucket_versioning" not in r, "Object Lock versions the bucket for good"
     retention = r["aws_s3_bucket_object_lock_configuration"]["evidence_lock"]["rule"][
         "default_retention"
     ]

@@ -11,7 +11,7 @@ What moto lacks, and what stands in (each named where it is used):
   :class:`FakeAgent` plays the SSM agent on the instance, doing what the evidence documents
   do (upload each artefact with its SHA-256 checksum, print one JSON line per artefact)
   right after ``SendCommand``, by wrapping moto's backend method.
-- moto's Lambda cannot run code without Docker: ``tests/helpers_stepfunctions`` routes its
+- moto's Lambda cannot run code without Docker: ``bundle/motoworkflow`` routes its
   Invoke to the real handler in-process.
 - moto reports an ENI's groups as the union of the ENI's and the instance's launch groups
   (``NetworkInterface.group_set``), so after a swap the old group still shows beside the
@@ -34,13 +34,17 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from bundle.motoserver import FAKE_CREDENTIALS
+from bundle.motoworkflow import (
+    EXECUTION_CONFIG,
+    finish,
+    instance_information_stand_in,
+    lambda_runs_in_process,
+)
 from functions.common import aws
 from functions.forensics import handler, logic, workflow
-from tests.helpers_stepfunctions import EXECUTION_CONFIG, finish, lambda_runs_in_process
 
 REGION = "us-east-1"
 AMAZON_LINUX_AMI = "ami-760aaa0f"  # in moto's default images (listing them all is slow)
@@ -199,7 +203,7 @@ class World:
         copy the session's hooks when they are made)."""
         aws.session().events.register(
             "before-call.ssm.DescribeInstanceInformation",
-            _managed_hook(self.managed_instances),
+            instance_information_stand_in(self.managed_instances),
             unique_id="tests-ssm-managed",
         )
 
@@ -242,26 +246,6 @@ class World:
     def reports(self) -> list[dict[str, Any]]:
         messages = self.sqs.receive_message(QueueUrl=self.reports_url, MaxNumberOfMessages=10)
         return [json.loads(json.loads(m["Body"])["Message"]) for m in messages.get("Messages", [])]
-
-
-def _managed_hook(managed: dict[str, str]) -> Callable[..., Any]:
-    """Answers ssm:DescribeInstanceInformation, which moto does not implement, with the
-    documented shape (InstanceInformationList of InstanceId, PingStatus, PlatformType)."""
-
-    def answer(model: Any, params: dict[str, Any], **_: Any) -> Any:
-        # before-call sees the serialised request; SSM speaks JSON.
-        request = json.loads(params.get("body") or b"{}")
-        wanted = [v for f in request.get("Filters", []) for v in f.get("Values", [])]
-        listed = [
-            {"InstanceId": i, "PingStatus": status, "PlatformType": "Linux"}
-            for i, status in managed.items()
-            if i in wanted
-        ]
-        return AWSResponse("https://ssm.us-east-1.amazonaws.com/", 200, {}, None), {
-            "InstanceInformationList": listed
-        }
-
-    return answer
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 SSM, S3, SNS, snapshots), run by the state machine itself.
 
 Executions run in moto's Step Functions interpreter (``execute_state_machine``); each
-``lambda:invoke`` task runs the real handler in-process (``tests/helpers_stepfunctions``).
+``lambda:invoke`` task runs the real handler in-process (``bundle/motoworkflow``).
 What moto lacks and what stands in for it is listed in ``tests/unit/forensics_world.py``
 and named again in each test that relies on it.
 """
@@ -18,11 +18,11 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bundle.motoworkflow import entered_states
 from functions.common import aws, permissions, sessions
 from functions.forensics import logic
 from functions.forensics.permissions import PERMISSIONS
 from tests.helpers_permissions import record_calls
-from tests.helpers_stepfunctions import entered_states
 from tests.unit.forensics_world import (
     BUCKET,
     ISOLATE_ACTION,

@@ -4,7 +4,7 @@ validator (asl-validator from the npm registry, installed by scripts/setup.sh in
 
 Executions themselves run in tests/unit/test_forensics.py, in moto's Step Functions
 interpreter (moto 5.2 executes a definition only with ``execute_state_machine``; its
-Lambda tasks reach the real handler through tests/helpers_stepfunctions.py).
+Lambda tasks reach the real handler through bundle/motoworkflow.py).
 """
 
 from __future__ import annotations
