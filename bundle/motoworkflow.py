@@ -16,6 +16,7 @@ Functions turns into the error name its Retry and Catch match.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import traceback
 from collections.abc import Callable, Iterator, Mapping
@@ -221,3 +222,78 @@ def bucket_policies_over_tls() -> Iterator[None]:
 
     with mock.patch.object(FakeBucket, "get_permission", permission):
         yield
+
+
+def _listing(name: str, instance_id: str) -> bytes:
+    return f"{name} of {instance_id}\n".encode()
+
+
+class SsmAgentStandIn:
+    """Plays the SSM agent on the instance: moto's Run Command executes nothing (every
+    invocation says Success with empty output). Right after SendCommand it does what the
+    evidence documents (functions/forensics/documents.py) do on a Linux instance: upload
+    each artefact with a SHA-256 checksum (as ``aws s3 cp --checksum-algorithm SHA256``)
+    and print one JSON line per artefact, or why it was skipped."""
+
+    def __init__(self, content: Callable[[str, str], bytes] = _listing) -> None:
+        self.content = content  # artefact name, instance id -> the artefact's bytes
+        self.status = "Success"  # what each new invocation reports
+        self.memory_tool = False  # AVML or LiME installed?
+        self.tamper = False  # upload something other than what was hashed
+        self.commands: list[str] = []
+
+    def patch(self) -> tuple[Any, str, Any]:
+        """``(target, name, replacement)`` for ``monkeypatch.setattr`` / ``mock.patch``."""
+        from moto.ssm.models import SimpleSystemManagerBackend
+
+        original = SimpleSystemManagerBackend.send_command
+
+        def send_and_run(backend: Any, **kwargs: Any) -> Any:
+            command = original(backend, **kwargs)
+            self.run(command)
+            return command
+
+        return SimpleSystemManagerBackend, "send_command", send_and_run
+
+    def run(self, command: Any) -> None:
+        import boto3
+
+        parameters = command.parameters
+        bucket, prefix = parameters["Bucket"][0], parameters["Prefix"][0]
+        s3 = boto3.client("s3", region_name=command.backend_region)
+        lines: list[dict[str, Any]] = []
+        artefacts = {
+            "volatile": ["processes.txt", "network.txt", "logins.txt"],
+            "memory": ["memory.lime"],
+        }[command.document_name.rsplit("-", 1)[-1]]
+        for name in artefacts:
+            if name == "memory.lime" and not self.memory_tool:
+                lines.append({"name": name, "skipped": "neither AVML nor LiME is installed"})
+                continue
+            body = self.content(name, command.instance_ids[0])
+            uploaded = body + b"tampered" if self.tamper else body
+            s3.put_object(
+                Bucket=bucket, Key=f"{prefix}/{name}", Body=uploaded, ChecksumAlgorithm="SHA256"
+            )
+            lines.append(
+                {
+                    "name": name,
+                    "key": f"{prefix}/{name}",
+                    "sha256": hashlib.sha256(body).hexdigest(),
+                    "bytes": len(body),
+                }
+            )
+        stdout = "\n".join(json.dumps(line) for line in lines) + "\n"
+        for invocation in command.invocations:
+            invocation["Status"] = self.status
+            invocation["StatusDetails"] = self.status
+            invocation["StandardOutputContent"] = stdout if self.status == "Success" else ""
+        self.commands.append(command.command_id)
+
+    def finish_all(self, account: str, region: str) -> None:
+        """Every command left InProgress completes."""
+        from moto.ssm.models import ssm_backends
+
+        self.status = "Success"
+        for command in ssm_backends[account][region]._commands:
+            self.run(command)

@@ -8,9 +8,9 @@ What moto lacks, and what stands in (each named where it is used):
   that one call with the documented response shape through a botocore ``before-call``
   hook on the remediator's session (no other call is touched).
 - SSM Run Command executes nothing (every invocation is ``Success`` with empty output):
-  :class:`FakeAgent` plays the SSM agent on the instance, doing what the evidence documents
-  do (upload each artefact with its SHA-256 checksum, print one JSON line per artefact)
-  right after ``SendCommand``, by wrapping moto's backend method.
+  ``bundle.motoworkflow.SsmAgentStandIn`` plays the SSM agent on the instance, doing what
+  the evidence documents do (upload each artefact with its SHA-256 checksum, print one
+  JSON line per artefact) right after ``SendCommand``, by wrapping moto's backend method.
 - moto's Lambda cannot run code without Docker: ``bundle/motoworkflow`` routes its
   Invoke to the real handler in-process.
 - moto reports an ENI's groups as the union of the ENI's and the instance's launch groups
@@ -21,7 +21,6 @@ What moto lacks, and what stands in (each named where it is used):
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import uuid
@@ -39,6 +38,7 @@ from moto import mock_aws
 from bundle.motoserver import FAKE_CREDENTIALS
 from bundle.motoworkflow import (
     EXECUTION_CONFIG,
+    SsmAgentStandIn,
     finish,
     instance_information_stand_in,
     lambda_runs_in_process,
@@ -74,61 +74,6 @@ class FakeContext:
         return 300_000
 
 
-class FakeAgent:
-    """Plays the SSM agent: what the evidence documents do on a Linux instance."""
-
-    def __init__(self) -> None:
-        self.status = "Success"  # what each new invocation reports
-        self.memory_tool = False  # AVML or LiME installed?
-        self.tamper = False  # upload something other than what was hashed
-        self.commands: list[str] = []
-
-    def run(self, command: Any) -> None:
-        parameters = command.parameters
-        bucket, prefix = parameters["Bucket"][0], parameters["Prefix"][0]
-        s3 = boto3.client("s3", region_name=REGION)
-        lines = []
-        artefacts = {
-            "volatile": ["processes.txt", "network.txt", "logins.txt"],
-            "memory": ["memory.lime"],
-        }[command.document_name.rsplit("-", 1)[-1]]
-        for name in artefacts:
-            if name == "memory.lime" and not self.memory_tool:
-                lines.append({"name": name, "skipped": "neither AVML nor LiME is installed"})
-                continue
-            body = f"{name} of {command.instance_ids[0]}\n".encode()
-            digest = hashlib.sha256(body)
-            uploaded = body + b"tampered" if self.tamper else body
-            s3.put_object(
-                Bucket=bucket,
-                Key=f"{prefix}/{name}",
-                Body=uploaded,
-                ChecksumAlgorithm="SHA256",  # as `aws s3 cp --checksum-algorithm SHA256`
-            )
-            lines.append(
-                {
-                    "name": name,
-                    "key": f"{prefix}/{name}",
-                    "sha256": digest.hexdigest(),
-                    "bytes": len(body),
-                }
-            )
-        stdout = "\n".join(json.dumps(line) for line in lines) + "\n"
-        for invocation in command.invocations:
-            invocation["Status"] = self.status
-            invocation["StatusDetails"] = self.status
-            invocation["StandardOutputContent"] = stdout if self.status == "Success" else ""
-        self.commands.append(command.command_id)
-
-    def finish_all(self) -> None:
-        """The commands that were InProgress complete."""
-        from moto.ssm.models import ssm_backends
-
-        for command in ssm_backends[ACCOUNT][REGION]._commands:
-            self.status = "Success"
-            self.run(command)
-
-
 @dataclass
 class World:
     ec2: Any
@@ -138,7 +83,7 @@ class World:
     s3: Any
     sqs: Any
     sfn: Any
-    agent: FakeAgent
+    agent: SsmAgentStandIn
     instance_id: str
     group: str
     target_group_arn: str
@@ -362,17 +307,8 @@ def _build(monkeypatch: pytest.MonkeyPatch) -> World:
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    from moto.ssm.models import SimpleSystemManagerBackend
-
-    agent = FakeAgent()
-    original_send = SimpleSystemManagerBackend.send_command
-
-    def send_and_run(backend: Any, **kwargs: Any) -> Any:
-        command = original_send(backend, **kwargs)
-        agent.run(command)
-        return command
-
-    monkeypatch.setattr(SimpleSystemManagerBackend, "send_command", send_and_run)
+    agent = SsmAgentStandIn()
+    monkeypatch.setattr(*agent.patch())
     managed = {instance_id: "Online"}
     aws.reset()
     built = World(

@@ -377,7 +377,7 @@ def test_pending_commands_are_followed_not_resent(world: World) -> None:
     sent = list(world.agent.commands)
     assert len(sent) == 2 and world.step("capture_volatile")["status"] == "pending"
     assert world.agent.commands == sent, "no second send"
-    world.agent.finish_all()
+    world.agent.finish_all("123456789012", "us-east-1")
     done = world.step("capture_volatile")
     assert done["status"] == "done"
     assert {a["name"] for a in done["details"]["artefacts"]} == {
