@@ -191,10 +191,8 @@ def per_instance(function_arn: str) -> dict[str, Any]:
             "Type": "Choice",
             "Choices": [
                 {
-                    "And": [
-                        {"Variable": "$.steps.terminate.status", "IsPresent": True},
-                        {"Variable": "$.steps.terminate.status", "StringEquals": "refused"},
-                    ],
+                    "Variable": "$.steps.terminate.status",
+                    "StringEquals": "refused",
                     "Next": "Termination refused",
                 }
             ],
@@ -220,14 +218,17 @@ def per_instance(function_arn: str) -> dict[str, Any]:
         "Termination refused": _outcome("termination-refused"),
         "Isolation failed": _outcome("failed", error=True),
     }
-    # The failure report names the step that failed; a step reached with no earlier
-    # steps recorded still finds an (empty) steps object.
+    # Terminate runs only when asked; its placeholder keeps "Termination refused?" a plain
+    # comparison (a Choice on a missing path is a runtime error).
     return {
         "StartAt": "Start case",
         "States": {
             "Start case": {
                 "Type": "Pass",
-                "Parameters": {"target.$": "$.target", "steps": {}},
+                "Parameters": {
+                    "target.$": "$.target",
+                    "steps": {"terminate": {"status": "not-requested"}},
+                },
                 "Next": name["protect"],
             },
             **states,
