@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from bundle import terraform
+from bundle.demo import _run
 from bundle.motoserver import InProcessContext, moto_server, pointed_at, scoped_environ
 from bundle.motoworkflow import (
     SsmAgentStandIn,
@@ -211,13 +211,6 @@ def root_configuration(directory: Path, endpoint: str, layer_zip: Path) -> None:
     (directory / "main.tf.json").write_text(json.dumps(config, indent=2))
 
 
-def _terraform(args: list[str], directory: Path) -> str:
-    result = terraform.run(args, directory)
-    if not result.ok:
-        raise RuntimeError(f"terraform {' '.join(args)} failed:\n{result.output}")
-    return result.output
-
-
 def run(progress: Callable[[str], None] = lambda _: None) -> Isolation:
     """Apply, isolate the group's instance through the workflow, show it, destroy."""
     import boto3
@@ -248,12 +241,10 @@ def run(progress: Callable[[str], None] = lambda _: None) -> Isolation:
 
         started = time.perf_counter()
         progress("terraform init (forensics)")
-        _terraform(["init", "-input=false", "-no-color"], scratch)
+        _run(["init", "-input=false", "-no-color"], scratch)
         progress("terraform apply (forensics module + Auto Scaling group into moto)")
-        _terraform(["apply", "-input=false", "-no-color", "-auto-approve"], scratch)
-        out = {
-            k: v["value"] for k, v in json.loads(_terraform(["output", "-json"], scratch)).items()
-        }
+        _run(["apply", "-input=false", "-no-color", "-auto-approve"], scratch)
+        out = {k: v["value"] for k, v in json.loads(_run(["output", "-json"], scratch)).items()}
         result.timings["apply"] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -315,7 +306,7 @@ def run(progress: Callable[[str], None] = lambda _: None) -> Isolation:
                 VersionId=version["VersionId"],
                 BypassGovernanceRetention=True,
             )
-        _terraform(["destroy", "-input=false", "-no-color", "-auto-approve"], scratch)
+        _run(["destroy", "-input=false", "-no-color", "-auto-approve"], scratch)
         result.timings["destroy"] = time.perf_counter() - started
     return result
 
