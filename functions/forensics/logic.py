@@ -471,6 +471,8 @@ def run_step(
         return {**previous, "repeated": True, "instanceId": case.instance_id}
     result = body(case)
     result |= {"instanceId": case.instance_id, "caseId": case.case_id, "at": iso(now())}
+    if result["status"] == "skipped" and not result["actions"]:
+        result["actions"] = [f"skipped: {result['details'].get('reason', '')}"]
     if result["status"] in ("done", "skipped"):
         case.put_json(f"steps/{name}.json", result)
     summary = result["status"]
