@@ -38,6 +38,7 @@ PREFIX = "demo"
 ALLOWLIST = ["45.155.205.0/24", "2001:db8:100::/48"]
 BLOCK_TTL_SECONDS = 3600
 SERVICES = (
+    "cloudwatch",
     "dynamodb",
     "ec2",
     "events",

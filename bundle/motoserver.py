@@ -88,10 +88,34 @@ def quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
             logger.setLevel(previous)
 
 
+def _fill_moto_gaps() -> None:
+    """Teach moto what AWS documents and moto 5.2 lacks, where the modules depend on it.
+
+    - DescribeNetworkAcls filter ``network-acl-id`` (the nacl_blocklist module looks its
+      guarded ACLs up by id; moto raises FilterNotImplementedError). AWS: "network-acl-id
+      - The ID of the network ACL", see
+      https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeNetworkAcls.html.
+    """
+    from moto.ec2.models.network_acls import NetworkAcl
+
+    if getattr(NetworkAcl, "_playbook_filters", False):
+        return
+    moto_filter = NetworkAcl.get_filter_value
+
+    def get_filter_value(self: NetworkAcl, filter_name: str, method_name: str | None = None) -> Any:
+        if filter_name == "network-acl-id":
+            return self.id
+        return moto_filter(self, filter_name, method_name)
+
+    NetworkAcl.get_filter_value = get_filter_value  # type: ignore[method-assign]
+    NetworkAcl._playbook_filters = True  # type: ignore[attr-defined]
+
+
 @contextlib.contextmanager
 def _serve() -> Iterator[MotoServer]:
     from moto.server import ThreadedMotoServer
 
+    _fill_moto_gaps()
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
