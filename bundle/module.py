@@ -174,6 +174,20 @@ REPORTING_INPUTS = (
 )
 
 
+FUNCTION_LIMITS = (
+    "IAM keeps role names per account and allows 64 characters: roles are named "
+    "`<name_prefix>-<purpose>-<region>` (the module applies in several regions of one "
+    "account) and the length is checked at plan.",
+    "Lambda allows 4 KB of environment variables (names and values): the remediator's "
+    "environment is checked at plan, the long inputs are validated on their own.",
+    "Accounts whose Lambda concurrency quota is 10 (new accounts) cannot reserve any: "
+    "`reserved_concurrency` is -1 (none) unless set.",
+    "EventBridge retries a target for 24 hours (185 attempts); what it still cannot "
+    "deliver lands in the module's events dead-letter queue, and every dead-letter queue "
+    "and the remediator's errors raise a CloudWatch alarm on the notifications topic.",
+)
+
+
 @dataclass(frozen=True)
 class Output:
     name: str
@@ -201,6 +215,9 @@ class ModuleStack(TerraformStack):
     inputs: ClassVar[tuple[Input, ...]]  # module-specific inputs (common ones are added)
     outputs: ClassVar[tuple[Output, ...]]
     function: ClassVar[str | None] = None  # the paired remediator under functions/
+    # Limits AWS enforces that the module checks (README "Limits"); every module with a
+    # remediator has FUNCTION_LIMITS too.
+    limits: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, scope: Construct) -> None:
         super().__init__(scope, self.name)

@@ -17,6 +17,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# A reset rebuilds every backend, loading AWS's managed IAM policies among them: seconds of
+# CPU, and more than ten on a loaded two-core machine (seen in a parallel test run).
+CONTROL_TIMEOUT_SECONDS = 120
+
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -33,7 +37,7 @@ class MotoServer:
     def reset(self) -> None:
         """Drop every resource the server holds (moto's reset API)."""
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
+        with urllib.request.urlopen(request, timeout=CONTROL_TIMEOUT_SECONDS):
             pass
 
 
@@ -141,7 +145,7 @@ def _serve() -> Iterator[MotoServer]:
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(configure, timeout=10):
+    with urllib.request.urlopen(configure, timeout=CONTROL_TIMEOUT_SECONDS):
         pass
     try:
         yield MotoServer(endpoint)

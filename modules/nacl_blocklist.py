@@ -50,6 +50,16 @@ class NaclBlocklistModule(ModuleStack):
         "DynamoDB state both ways. Its IAM policy is scoped to the guarded ACLs."
     )
     function = "nacl_blocker"
+    limits = (
+        "AWS allows 20 rules per network ACL and direction by default (IPv4 and IPv6 "
+        "counted apart, the ACL's own rules and the default rule included): `capacity` is "
+        "at most 20 and must leave room for the ACL's own rules.",
+        "A network ACL exists in one region of one account: ids and subnets the module "
+        "cannot find there fail the plan, and environment files refuse them for several "
+        "regions.",
+        "GuardDuty re-publishes an ongoing finding at the detector's publishing frequency "
+        "(six hours by default): the default block lasts twice that.",
+    )
     inputs = (
         Input(
             "network_acl_ids",

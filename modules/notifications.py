@@ -95,6 +95,14 @@ class NotificationsModule(ModuleStack):
         "secret) and a readable plain-text e-mail sent through a separate e-mail topic."
     )
     function = "notifier"
+    limits = (
+        "SNS e-mail subjects must be ASCII and under 100 characters: the notifier writes them so.",
+        "Chat messages have size limits (Slack blocks, Teams cards, Chime 4,096 "
+        "characters): every finding text is bounded and escaped for its channel; Teams "
+        "cards escape Markdown so finding text never becomes a link.",
+        "CloudWatch alarms publish to KMS-encrypted topics only when the key and the topic "
+        "admit cloudwatch.amazonaws.com: both do, for this account only.",
+    )
     inputs = (
         Input(
             "severities",

@@ -170,6 +170,25 @@ class WafShieldModule(ModuleStack):
         "topic."
     )
     function = "waf_blocker"
+    limits = (
+        "WAF allows 10,000 addresses per IP set: `max_addresses_per_set` caps the "
+        "blocklists, evicting the block that expires first.",
+        "WAF rule names must differ within a web ACL: rate rules cannot take the module's "
+        "own rule names (validated) or a managed group's `<vendor>-<name>` (checked at plan).",
+        "Shield Advanced protection names are at most 128 characters: protections are named "
+        "`<name_prefix>-<name>` with names of at most 64 characters (validated).",
+        "Shield protection group ids are account-wide and at most 36 characters: "
+        "`<name_prefix>-<region>`, checked at plan.",
+        "Shield automatic application-layer mitigation works on CloudFront distributions and "
+        "ALBs that use this web ACL: with REGIONAL scope a mitigated name must be associated "
+        "(checked at plan), and the mitigation is created after the association.",
+        "for_each keys must be known at plan: resources are given as maps from a static name "
+        "to the ARN, so ARNs created in the same apply work.",
+        "Sampled requests show every header, redacted or not (redaction applies to logs): "
+        "`sampled_requests_enabled` is off unless set.",
+        "GuardDuty re-publishes an ongoing finding at the detector's publishing frequency "
+        "(six hours by default): the default block lasts twice that.",
+    )
     inputs = (
         Input(
             "scope",
@@ -222,7 +241,9 @@ class WafShieldModule(ModuleStack):
             "redacted_fields",
             "",
             "Request fields WAF leaves out of its logs: `type` single_header (with `name`), "
-            "uri_path, query_string or method. Headers that carry credentials belong here.",
+            "uri_path, query_string or method. Headers that carry credentials belong here. "
+            "Redaction applies to logs only: sampled requests (sampled_requests_enabled) show "
+            "every header, which is why sampling is off by default.",
             default=[
                 {"type": "single_header", "name": "authorization"},
                 {"type": "single_header", "name": "cookie"},

@@ -24,6 +24,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dest_tf_binary = terraform.binary()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The apply tests first: xdist hands whole files to free workers in collection order,
+    and starting the longest files first keeps the run short."""
+    slow = {"e2e"}
+    items.sort(key=lambda item: 0 if slow & {m.name for m in item.iter_markers()} else 1)
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root``, by relative path (empty when absent)."""
     if not root.exists():

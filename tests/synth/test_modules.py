@@ -147,6 +147,7 @@ def test_module_readme_lists_inputs_and_outputs(module: tuple[str, dict[str, Any
     for output_name in data["output"]:
         assert f"| `{output_name}` |" in readme
     function = REGISTRY[name].function
+    assert "## Limits" in readme, "what AWS enforces and the module checks"
     if function:
         from bundle.module import declared_permissions
 
