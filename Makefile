@@ -9,6 +9,9 @@ NODE   := .tools/node/node_modules/.bin
 export PATH := $(CURDIR)/$(NODE):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST := $(PY) -m pytest -p no:cacheprovider
+# Test files run side by side (pytest-xdist, a file per worker at a time): the apply tests
+# spend most of their time waiting on the API, so three workers keep two cores busy.
+TEST_WORKERS ?= 3
 
 .PHONY: help setup run demo synth check list test test-unit test-synth test-terraform test-e2e test-checkov lint bench clean
 
@@ -36,7 +39,7 @@ list: setup ## modules with their inputs, environments with their stacks
 	$(PY) main.py list
 
 test: setup ## install, then run every test layer
-	$(PYTEST) tests
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile tests
 
 test-unit: setup ## remediator logic against moto
 	$(PYTEST) -m unit tests

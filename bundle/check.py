@@ -37,8 +37,8 @@ def configurations(dist: Path = DIST) -> list[Path]:
     return found
 
 
-def prepare_workspace(dist: Path = DIST) -> Path:
-    workspace = CACHE / "check" / "dist"
+def prepare_workspace(dist: Path = DIST, workspace: Path = CACHE / "check" / "dist") -> Path:
+    """A fresh copy of ``dist`` at ``workspace`` for Terraform to work in."""
     if workspace.exists():
         shutil.rmtree(workspace)
     shutil.copytree(dist, workspace)
@@ -66,9 +66,12 @@ def validate_one(directory: Path, label: str) -> Outcome:
 
 
 def validate_all(
-    dist: Path = DIST, progress: Callable[[str], None] = lambda _: None, workers: int = 2
+    dist: Path = DIST,
+    progress: Callable[[str], None] = lambda _: None,
+    workers: int = 2,
+    workspace: Path = CACHE / "check" / "dist",
 ) -> list[Outcome]:
-    workspace = prepare_workspace(dist)
+    workspace = prepare_workspace(dist, workspace)
     directories = configurations(workspace)
     if not directories:
         return [Outcome("dist", False, "nothing to validate: run `python main.py synth` first")]

@@ -38,6 +38,7 @@ PREFIX = "demo"
 ALLOWLIST = ["45.155.205.0/24", "2001:db8:100::/48"]
 BLOCK_TTL_SECONDS = 3600
 SERVICES = (
+    "cloudwatch",
     "dynamodb",
     "ec2",
     "events",
@@ -351,6 +352,11 @@ def _decision(result: dict[str, Any], redelivery: bool) -> str:
     ]
     lines += [f"rejected {r['address']}: {r['reason']}" for r in result.get("rejected", [])]
     lines += [f"evicted {e}" for e in result.get("evicted", [])]
+    if not lines and result.get("status") == "processed":
+        return (
+            "nothing to block: the finding names no inbound attacker "
+            "(our instance made the connection)"
+        )
     return "\n".join(lines) or result.get("status", "?")
 
 

@@ -42,6 +42,7 @@ FINDING = Path(__file__).resolve().parent / "demo_findings" / "forensics"
 PREFIX = "demo"
 SERVICES = (
     "autoscaling",
+    "cloudwatch",
     "ec2",
     "elbv2",
     "events",

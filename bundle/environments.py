@@ -75,7 +75,7 @@ Bucket = Annotated[
     _pattern(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "must be an S3 bucket name"),
 ]
 Tags = dict[StrictStr, StrictStr]
-ModuleParameters = dict[StrictStr, dict[StrictStr, Any]]
+ModuleSettings = dict[StrictStr, dict[StrictStr, Any] | None]
 
 
 class Strict(BaseModel):
@@ -93,7 +93,10 @@ class Backend(Strict):
 class Defaults(Strict):
     regions: list[Region] = Field(default_factory=list)
     tags: Tags = Field(default_factory=dict)
-    modules: dict[StrictStr, dict[StrictStr, Any] | None] = Field(default_factory=dict)
+    modules: ModuleSettings = Field(default_factory=dict)
+    # Settings that apply in one region only, merged over ``modules`` there; a module
+    # named only here runs only in that region.
+    region_modules: dict[Region, ModuleSettings] = Field(default_factory=dict)
 
 
 class Account(Strict):
@@ -103,7 +106,8 @@ class Account(Strict):
     regions: list[Region] = Field(default_factory=list)
     wave: Annotated[StrictInt, Field(ge=1, le=100)] = 1
     tags: Tags = Field(default_factory=dict)
-    modules: dict[StrictStr, dict[StrictStr, Any] | None] = Field(default_factory=dict)
+    modules: ModuleSettings = Field(default_factory=dict)
+    region_modules: dict[Region, ModuleSettings] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _role_in_account(self) -> Account:
@@ -252,14 +256,26 @@ def load(path: Path) -> Environment:
             problems.append(f"accounts[{index}].regions: no regions here or in defaults.regions")
         if len(set(regions)) != len(regions):
             problems.append(f"accounts[{index}].regions: a region is listed twice")
-        modules, module_problems = _account_modules(parsed.defaults, account, index)
-        problems += module_problems
+        for origin, settings in (
+            (f"accounts[{index}]", account.region_modules),
+            ("defaults", parsed.defaults.region_modules if not account.regions else {}),
+        ):
+            for region in settings:
+                if region not in regions:
+                    problems.append(
+                        f"{origin}.region_modules.{region}: not a region of "
+                        f"{'this account' if origin != 'defaults' else 'defaults.regions'} "
+                        f"({', '.join(regions) or 'none'})"
+                    )
         tags = {**parsed.defaults.tags, **account.tags}
-        stacks += [
-            Stack(parsed.name, account, region, modules, tags, parsed.backend) for region in regions
-        ]
+        for region in regions:
+            modules, module_problems = _stack_modules(
+                parsed.defaults, account, index, region, regions
+            )
+            problems += module_problems
+            stacks.append(Stack(parsed.name, account, region, modules, tags, parsed.backend))
     if problems:
-        raise EnvironmentError(path, problems)
+        raise EnvironmentError(path, list(dict.fromkeys(problems)))
     return Environment(parsed.name, path, parsed.description, tuple(stacks))
 
 
@@ -278,17 +294,27 @@ def _duplicates(accounts: Sequence[Account]) -> list[str]:
     return problems
 
 
-def _account_modules(
-    defaults: Defaults, account: Account, index: int
+def _stack_modules(
+    defaults: Defaults, account: Account, index: int, region: str, regions: Sequence[str]
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The module parameters of one (account, region) stack: defaults, then the defaults
+    for the region, then the account's, then the account's for the region."""
     known = _registry()
     problems = []
     merged: dict[str, dict[str, Any]] = {}
     sources: dict[str, dict[str, str]] = {}
-    for origin, modules in (
-        ("defaults.modules", defaults.modules),
-        (f"accounts[{index}].modules", account.modules),
-    ):
+    layers = (
+        ("defaults.modules", defaults.modules, False),
+        (f"defaults.region_modules.{region}", defaults.region_modules.get(region, {}), True),
+        (f"accounts[{index}].modules", account.modules, False),
+        (
+            f"accounts[{index}].region_modules.{region}",
+            account.region_modules.get(region, {}),
+            True,
+        ),
+    )
+    regional_origins = {origin for origin, _, regional in layers if regional}
+    for origin, modules, _ in layers:
         for module, parameters in modules.items():
             if module not in known:
                 problems.append(
@@ -311,8 +337,58 @@ def _account_modules(
                 origin = sources.get(module, {}).get(key, f"accounts[{index}].modules.{module}")
                 problems.append(_problem(item, _split(origin)))
             continue
-        validated[module] = {**model.model_dump(exclude_unset=True), **references}
+        values = model.model_dump(exclude_unset=True)
+        problems += _region_bound(
+            module, values, sources.get(module, {}), regional_origins, region, regions, index
+        )
+        validated[module] = {**values, **references}
     return validated, problems
+
+
+def _arn_region(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 5 else ""
+
+
+def _region_bound(
+    module: str,
+    values: Mapping[str, Any],
+    sources: Mapping[str, str],
+    regional_origins: set[str],
+    region: str,
+    regions: Sequence[str],
+    index: int,
+) -> list[str]:
+    """Values that exist in one region only, given where they cannot apply.
+
+    An id (``acl-...``, ``subnet-...``) does not say its region, so one given to every
+    region of an account with several is refused: it can be right in one of them at most.
+    An ARN says its region (empty for global services such as CloudFront), which must be
+    the stack's."""
+    problems = []
+    inputs = {item.name: item for item in _registry()[module].all_inputs()}
+    for key, value in values.items():
+        kind = inputs[key].region_bound
+        if not kind or not value:
+            continue
+        origin = sources.get(key, f"accounts[{index}].modules.{module}")
+        if kind == "ids" and len(regions) > 1 and origin.rsplit(".", 1)[0] not in regional_origins:
+            account_origin = f"accounts[{index}].region_modules.<region>.{module}"
+            problems.append(
+                f"{origin}.{key}: these ids exist in one region only, and an id does not say "
+                f"which; this value would go to every region of the account "
+                f"({', '.join(regions)}): give it under {account_origin}"
+            )
+        if kind == "arns":
+            arns = value.values() if isinstance(value, Mapping) else value
+            for arn in arns:
+                if _arn_region(arn) and _arn_region(arn) != region:
+                    problems.append(
+                        f"{origin}.{key}: {arn} is in {_arn_region(arn)}, not in {region} "
+                        f"where this stack deploys {module}; give it under "
+                        f"accounts[{index}].region_modules.{_arn_region(arn)}.{module}"
+                    )
+    return problems
 
 
 REFERENCE = re.compile(r"\$\{module\.([a-z_]+)\.([a-z_]+)(\[[^\]]+\])?\}")

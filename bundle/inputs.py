@@ -78,6 +78,22 @@ def integer_between(low: int, high: int) -> Rule:
     )
 
 
+def sentinel_or_integer_between(sentinel: int, low: int, high: int, meaning: str) -> Rule:
+    """A whole number from ``low`` to ``high``, or ``sentinel`` for ``meaning``. (A JSON
+    Terraform module cannot default a variable to null: ``"default": null`` makes it
+    required, so "not set" needs a value of its own.)"""
+    return Rule(
+        condition=f"{VALUE} == {sentinel} || ({VALUE} >= {low} && {VALUE} <= {high} "
+        f"&& floor({VALUE}) == {VALUE})",
+        message=f"Must be {sentinel} ({meaning}) or a whole number from {low} to {high}.",
+        check=lambda value: (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and (value == sentinel or low <= value <= high)
+        ),
+    )
+
+
 def number_between(low: float, high: float) -> Rule:
     return Rule(
         condition=f"{VALUE} >= {low} && {VALUE} <= {high}",
@@ -195,16 +211,22 @@ class Input:
     default: Any = None
     required: bool = False
     rules: tuple[Rule, ...] = ()
-    each: tuple[Rule, ...] = field(default=())  # rules for every element of a list/set
+    each: tuple[Rule, ...] = field(default=())  # rules for every element (map: every value)
     element: Shape | None = None  # for list(object(...)) inputs; ``type`` is then derived
+    # Values that exist in one region only: "ids" (an id does not say which region, so an
+    # environment may give it to one region of an account only) or "arns" (every ARN's
+    # region must be the stack's). See bundle/environments.py.
+    region_bound: str = ""
 
     def __post_init__(self) -> None:
         if self.element is not None:
             object.__setattr__(self, "type", f"list({self.element.terraform()})")
         elif self.type not in _PYTHON_TYPES:
             raise ValueError(f"input {self.name}: unsupported type {self.type}")
-        if self.each and not self.type.startswith(("list", "set")):
-            raise ValueError(f"input {self.name}: element rules need a list or set type")
+        if self.each and not self.type.startswith(("list", "set", "map")):
+            raise ValueError(f"input {self.name}: element rules need a list, set or map type")
+        if self.region_bound not in ("", "ids", "arns"):
+            raise ValueError(f"input {self.name}: region_bound is '', 'ids' or 'arns'")
 
     def variable(self) -> dict[str, Any]:
         """The Terraform ``variable`` block."""
@@ -239,7 +261,7 @@ class Input:
             base = list[Annotated[model, *checks]] if checks else list[model]  # type: ignore[valid-type]
         elif self.each:
             element = Annotated[StrictStr, *(AfterValidator(_checker(r)) for r in self.each)]
-            base = list[element]
+            base = dict[StrictStr, element] if self.type.startswith("map") else list[element]
         else:
             base = _PYTHON_TYPES[self.type]
         if self.rules:

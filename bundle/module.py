@@ -28,7 +28,14 @@ from cdktn import (  # noqa: E402  (cdktn starts jsii, which needs the right Nod
     TerraformVariableValidationConfig,
     Token,
 )
+from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule  # noqa: E402
+from cdktn_provider_aws.cloudwatch_event_target import (  # noqa: E402
+    CloudwatchEventTarget,
+    CloudwatchEventTargetDeadLetterConfig,
+    CloudwatchEventTargetRetryPolicy,
+)
 from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup  # noqa: E402
+from cdktn_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm  # noqa: E402
 from cdktn_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity  # noqa: E402
 from cdktn_provider_aws.data_aws_partition import DataAwsPartition  # noqa: E402
 from cdktn_provider_aws.data_aws_region import DataAwsRegion  # noqa: E402
@@ -48,12 +55,14 @@ from cdktn_provider_aws.sqs_queue import SqsQueue  # noqa: E402
 from constructs import Construct  # noqa: E402
 
 from bundle.inputs import (  # noqa: E402
+    ARN,
     COMMON_INPUTS,
     LOG_RETENTION_DAYS,
     Input,
-    integer_between,
+    Rule,
     integer_in,
     regex,
+    sentinel_or_integer_between,
 )
 from functions.common.permissions import Permission  # noqa: E402
 
@@ -64,6 +73,17 @@ POWERTOOLS_LAYER = (
     "arn:${data.aws_partition.partition.partition}:lambda:${data.aws_region.region.id}"
     ":017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:27"
 )
+
+# Lambda refuses a function whose environment variables (names and values) exceed 4 KB.
+LAMBDA_ENVIRONMENT_LIMIT = 4096
+# IAM role names are at most 64 characters.
+IAM_ROLE_NAME_LIMIT = 64
+# EventBridge keeps retrying a target for up to 24 hours and 185 attempts (its maxima);
+# what still fails lands in the module's event dead-letter queue, which raises an alarm.
+EVENT_RETRY_SECONDS = 86400
+EVENT_RETRY_ATTEMPTS = 185
+
+OPTIONAL_ARN = Rule('{v} == "" || ' + ARN.condition, ARN.message, lambda v: v == "" or ARN.check(v))
 
 FUNCTION_INPUTS = (
     Input(
@@ -78,9 +98,12 @@ FUNCTION_INPUTS = (
         "reserved_concurrency",
         "number",
         "Reserved concurrent executions for the remediator: a ceiling that keeps a finding "
-        "storm from exhausting the account's Lambda concurrency.",
-        default=5,
-        rules=(integer_between(1, 1000),),
+        "storm from exhausting the account's Lambda concurrency. -1 (the default, as in the "
+        "AWS provider) reserves none, because accounts whose concurrency quota is 10 (new "
+        "accounts) cannot reserve any: Lambda keeps 10 unreserved. See "
+        "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html.",
+        default=-1,
+        rules=(sentinel_or_integer_between(-1, 1, 1000, "no reservation"),),
     ),
     Input(
         "powertools_layer_arn",
@@ -96,6 +119,72 @@ FUNCTION_INPUTS = (
             ),
         ),
     ),
+    Input(
+        "iam_role_path",
+        "string",
+        "Path of every IAM role the module creates, for landing zones whose SCPs or "
+        "permission sets match roles by path. See "
+        "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-friendly-names.",
+        default="/",
+        rules=(
+            regex(
+                r"^/([A-Za-z0-9+=,.@_-]+/)*$",
+                "Must be / or a path such as /security/playbook/ (letters, digits, +=,.@_- "
+                "between slashes).",
+            ),
+        ),
+    ),
+    Input(
+        "iam_permissions_boundary_arn",
+        "string",
+        "ARN of the managed policy set as the permissions boundary of every IAM role the "
+        "module creates, as landing zones often require. Empty sets none. See "
+        "https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_boundaries.html.",
+        default="",
+        rules=(
+            regex(
+                r"^$|^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/.+$",
+                "Must be empty or an IAM policy ARN such as "
+                "arn:aws:iam::111122223333:policy/PlaybookBoundary.",
+            ),
+        ),
+    ),
+)
+
+# Where a remediator reports, and where its alarms go. Every module but notifications
+# (which owns the topics) takes them.
+REPORTING_INPUTS = (
+    Input(
+        "notify_topic_arn",
+        "string",
+        "SNS topic the remediator reports to and its CloudWatch alarms (errors, dead-letter "
+        'queues) publish to: the notifications module\'s `topic_arns["high"]`. Empty sends '
+        "no reports and leaves the alarms without an action.",
+        default="",
+        rules=(OPTIONAL_ARN,),
+    ),
+    Input(
+        "notify_kms_key_arn",
+        "string",
+        "KMS key of that topic (the notifications module's `kms_key_arn`), which the "
+        "remediator needs to publish to it. Empty when the topic is not encrypted.",
+        default="",
+        rules=(OPTIONAL_ARN,),
+    ),
+)
+
+
+FUNCTION_LIMITS = (
+    "IAM keeps role names per account and allows 64 characters: roles are named "
+    "`<name_prefix>-<purpose>-<region>` (the module applies in several regions of one "
+    "account) and the length is checked at plan.",
+    "Lambda allows 4 KB of environment variables (names and values): the remediator's "
+    "environment is checked at plan, the long inputs are validated on their own.",
+    "Accounts whose Lambda concurrency quota is 10 (new accounts) cannot reserve any: "
+    "`reserved_concurrency` is -1 (none) unless set.",
+    "EventBridge retries a target for 24 hours (185 attempts); what it still cannot "
+    "deliver lands in the module's events dead-letter queue, and every dead-letter queue "
+    "and the remediator's errors raise a CloudWatch alarm on the notifications topic.",
 )
 
 
@@ -126,6 +215,9 @@ class ModuleStack(TerraformStack):
     inputs: ClassVar[tuple[Input, ...]]  # module-specific inputs (common ones are added)
     outputs: ClassVar[tuple[Output, ...]]
     function: ClassVar[str | None] = None  # the paired remediator under functions/
+    # Limits AWS enforces that the module checks (README "Limits"); every module with a
+    # remediator has FUNCTION_LIMITS too.
+    limits: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, scope: Construct) -> None:
         super().__init__(scope, self.name)
@@ -133,6 +225,8 @@ class ModuleStack(TerraformStack):
         # at synthesis because a reusable module must inherit its caller's provider.
         AwsProvider(self, "aws")
         self.variables: dict[str, TerraformVariable] = {}
+        self.key_arn = ""  # set by module_key()
+        self._events_dlq: SqsQueue | None = None
         for item in self.all_inputs():
             self._declare(item)
         TerraformLocal(
@@ -203,11 +297,20 @@ class ModuleStack(TerraformStack):
     def arn_partition(self) -> str:
         return "${data.aws_partition.partition.partition}"
 
+    def global_name(self, purpose: str) -> str:
+        """``<name_prefix>-<purpose>-<region>``: a name AWS keeps per account, not per region
+        (IAM roles, Shield protection groups). The region in it lets one account apply the
+        module in several regions with the same ``name_prefix``."""
+        return f"${{var.name_prefix}}-{purpose}-{self.region_name}"
+
     def module_key(
         self, description: str, deletion_window_days: float, service_users: Sequence[str] = ()
     ) -> KmsKey:
         """The module's customer-managed KMS key (rotation on) and its alias
-        ``alias/<name_prefix>-<module>``; see :func:`key_policy` for who may use it."""
+        ``alias/<name_prefix>-<module>``; see :func:`key_policy` for who may use it.
+        EventBridge always may: it encrypts what it puts on the module's event
+        dead-letter queue with this key."""
+        users = tuple(dict.fromkeys(("events.amazonaws.com", *service_users)))
         key = KmsKey(
             self,
             "this",
@@ -215,7 +318,7 @@ class ModuleStack(TerraformStack):
             description=description,
             enable_key_rotation=True,
             deletion_window_in_days=deletion_window_days,
-            policy=self.expr(f"jsonencode({key_policy(self, service_users)})"),
+            policy=self.expr(f"jsonencode({key_policy(self, users)})"),
             tags=self.tags(),
         )
         KmsAlias(
@@ -225,6 +328,7 @@ class ModuleStack(TerraformStack):
             name=f"alias/${{var.name_prefix}}-{self.name.replace('_', '-')}",
             target_key_id=self.expr(ref(key, "key_id")),
         )
+        self.key_arn = self.expr(ref(key, "arn"))
         return key
 
     def output(self, name: str, expression: str) -> None:
@@ -232,6 +336,179 @@ class ModuleStack(TerraformStack):
         if name not in described:
             raise ValueError(f"{self.name}: output {name} is not declared in outputs")
         TerraformOutput(self, name, value=self.expr(expression), description=described[name])
+
+    # IAM, events, alarms --------------------------------------------------------------
+    def role(
+        self, construct_id: str, *, purpose: str, services: Sequence[str], count: float
+    ) -> IamRole:
+        """An IAM role that ``services`` assume, named per region (:meth:`global_name`),
+        on the module's ``iam_role_path`` and with its ``iam_permissions_boundary_arn``."""
+        name = self.global_name(purpose)
+        role = IamRole(
+            self,
+            construct_id,
+            count=count,
+            name=name,
+            path="${var.iam_role_path}",
+            permissions_boundary=self.expr(
+                'var.iam_permissions_boundary_arn != "" ? var.iam_permissions_boundary_arn : null'
+            ),
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {
+                                "Service": sorted(services) if len(services) > 1 else services[0]
+                            },
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                sort_keys=True,
+            ),
+            tags=self.tags(),
+        )
+        role.add_override(
+            "lifecycle.precondition",
+            [
+                {
+                    "condition": f'${{length("{name}") <= {IAM_ROLE_NAME_LIMIT}}}',
+                    "error_message": f"The IAM role name {name} is longer than IAM's "
+                    f"{IAM_ROLE_NAME_LIMIT} characters: choose a shorter name_prefix.",
+                }
+            ],
+        )
+        return role
+
+    def alarm_topics(self) -> str:
+        """HCL list of the SNS topics the module's alarms notify (its reporting topic)."""
+        return '(var.notify_topic_arn == "" ? [] : [var.notify_topic_arn])'
+
+    def alarm(
+        self,
+        construct_id: str,
+        *,
+        count: float,
+        name: str,
+        description: str,
+        namespace: str,
+        metric: str,
+        dimensions: Mapping[str, str],
+        statistic: str,
+    ) -> CloudwatchMetricAlarm:
+        """An alarm that fires on any non-zero ``metric`` in five minutes and tells the
+        module's topics when it fires and when it clears."""
+        topics = Token.as_list(self.expr(self.alarm_topics()))
+        return CloudwatchMetricAlarm(
+            self,
+            construct_id,
+            count=count,
+            alarm_name=f"${{var.name_prefix}}-{name}",
+            alarm_description=description,
+            namespace=namespace,
+            metric_name=metric,
+            dimensions=dimensions,
+            statistic=statistic,
+            period=300,
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=topics,
+            ok_actions=topics,
+            tags=self.tags(),
+        )
+
+    def queue_alarm(
+        self, construct_id: str, *, queue: SqsQueue, count: float, name: str, description: str
+    ) -> CloudwatchMetricAlarm:
+        """An alarm on any message waiting in ``queue`` (a dead-letter queue)."""
+        return self.alarm(
+            construct_id,
+            count=count,
+            name=name,
+            description=description,
+            namespace="AWS/SQS",
+            metric="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": self.expr(ref(queue, "name"))},
+            statistic="Maximum",
+        )
+
+    def _event_dead_letter_queue(self) -> SqsQueue:
+        """The module's one queue for events EventBridge could not deliver (created on
+        first use), its policy, and the alarm on its depth."""
+        if self._events_dlq is not None:
+            return self._events_dlq
+        name = f"${{var.name_prefix}}-{self.name.replace('_', '-')}-events-dlq"
+        rules = (
+            f"arn:{self.arn_partition}:events:{self.region_name}:{self.account_id}"
+            ":rule/${var.name_prefix}-*"
+        )
+        arn = f"arn:{self.arn_partition}:sqs:{self.region_name}:{self.account_id}:{name}"
+        # The policy is inline rather than an aws_sqs_queue_policy: the provider waits about
+        # 25 s for SQS attributes to settle after each write, and a second resource would
+        # wait a second time, after the first.
+        queue = SqsQueue(
+            self,
+            "events_dlq",
+            count=self.count,
+            name=name,
+            kms_master_key_id=self.key_arn,
+            message_retention_seconds=1209600,
+            policy=self.expr(
+                'jsonencode({Version = "2012-10-17", Statement = [{Sid = '
+                '"EventBridgeRulesOfThisModuleDeadLetter", Effect = "Allow", '
+                'Principal = {Service = "events.amazonaws.com"}, Action = "sqs:SendMessage", '
+                f'Resource = "{arn}", '
+                f'Condition = {{ArnLike = {{"aws:SourceArn" = "{rules}"}}}}}}]}})'
+            ),
+            tags=self.tags(),
+        )
+        self.queue_alarm(
+            "events_dlq_depth",
+            queue=queue,
+            count=self.count,
+            name=f"{self.name.replace('_', '-')}-undelivered-events",
+            description=f"EventBridge could not deliver events of the {self.name} module "
+            "to their targets after 24 hours of retries; they wait in its events "
+            "dead-letter queue.",
+        )
+        self._events_dlq = queue
+        return queue
+
+    def event_target(
+        self,
+        construct_id: str,
+        *,
+        rule: CloudwatchEventRule,
+        arn: str,
+        target_id: str,
+        count: float,
+        payload: str | None = None,
+    ) -> CloudwatchEventTarget:
+        """An EventBridge target with an explicit retry policy and the module's event
+        dead-letter queue, so an event that cannot be delivered is kept and alarmed on."""
+        dlq = self._event_dead_letter_queue()
+        target = CloudwatchEventTarget(
+            self,
+            construct_id,
+            count=count,
+            rule=self.expr(ref(rule, "name")),
+            target_id=target_id,
+            arn=arn,
+            retry_policy=CloudwatchEventTargetRetryPolicy(
+                maximum_event_age_in_seconds=EVENT_RETRY_SECONDS,
+                maximum_retry_attempts=EVENT_RETRY_ATTEMPTS,
+            ),
+            dead_letter_config=CloudwatchEventTargetDeadLetterConfig(
+                arn=self.expr(ref(dlq, "arn"))
+            ),
+        )
+        if payload is not None:
+            target.add_override("input", payload)
+        return target
 
     # Remediator wiring --------------------------------------------------------------
     def remediator(
@@ -243,21 +520,24 @@ class ModuleStack(TerraformStack):
         environment: Mapping[str, str],
         timeout: int = 60,
         memory: int = 256,
+        preconditions: Sequence[Mapping[str, str]] = (),
     ) -> LambdaFunction:
-        """The paired Lambda with its role, DLQ, log group and generated policy.
+        """The paired Lambda with its role, DLQ, log group, alarms and generated policy.
 
         ``resources`` maps each symbolic resource name used in the function's declared
         permissions to a Terraform list expression of ARNs. The role policy is built
         from that declaration alone, plus what the Lambda service itself needs (logs,
-        DLQ, environment decryption, X-Ray).
+        DLQ, environment decryption, X-Ray). ``preconditions`` (``condition`` and
+        ``error_message``) are checked at plan, beside the environment's size.
         """
         assert self.function is not None
         name = self.function
+        hyphenated = name.replace("_", "-")
         declared = declared_permissions(name)
         unknown = {p.resource for p in declared} - set(resources)
         if unknown:
             raise ValueError(f"{self.name}: no ARNs given for {sorted(unknown)} of {name}")
-        function_name = f"${{var.name_prefix}}-{name.replace('_', '-')}"
+        function_name = f"${{var.name_prefix}}-{hyphenated}"
         count = Token.as_number("${" + count_expression + "}")
 
         log_group = CloudwatchLogGroup(
@@ -278,25 +558,8 @@ class ModuleStack(TerraformStack):
             message_retention_seconds=1209600,
             tags=self.tags(),
         )
-        role = IamRole(
-            self,
-            f"{name}_role",
-            count=count,
-            name=f"{function_name}-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                },
-                sort_keys=True,
-            ),
-            tags=self.tags(),
+        role = self.role(
+            f"{name}_role", purpose=hyphenated, services=["lambda.amazonaws.com"], count=count
         )
         statements = _policy_statements(declared, resources)
         statements += [
@@ -332,6 +595,13 @@ class ModuleStack(TerraformStack):
             # X-Ray accepts no resource-level scoping; AWS's managed policy says exactly that.
             policy_arn=f"arn:{self.arn_partition}:iam::aws:policy/AWSXRayDaemonWriteAccess",
         )
+        variables = {
+            "POWERTOOLS_SERVICE_NAME": name,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            **environment,
+        }
+        local = f"{name}_environment"
+        TerraformLocal(self, local, variables)
         function = LambdaFunction(
             self,
             name,
@@ -357,14 +627,42 @@ class ModuleStack(TerraformStack):
                 target_arn=self.expr(ref(dlq, "arn"))
             ),
             environment=LambdaFunctionEnvironment(
-                variables={
-                    "POWERTOOLS_SERVICE_NAME": name,
-                    "POWERTOOLS_LOG_LEVEL": "INFO",
-                    **environment,
-                }
+                variables=Token.as_string_map(f"${{local.{local}}}")
             ),
             tags=self.tags(),
             depends_on=[log_group],
+        )
+        function.add_override(
+            "lifecycle.precondition",
+            [
+                {
+                    "condition": f"${{sum(concat([0], [for k, v in local.{local} : "
+                    f"length(k) + length(tostring(v))])) <= {LAMBDA_ENVIRONMENT_LIMIT}}}",
+                    "error_message": f"The {name} environment variables exceed Lambda's 4 KB "
+                    "(names and values together): shorten the longest inputs "
+                    "(allowlist_cidrs, for example).",
+                },
+                *preconditions,
+            ],
+        )
+        self.alarm(
+            f"{name}_errors",
+            count=count,
+            name=f"{hyphenated}-errors",
+            description=f"The {name} remediator failed (an error, a timeout or a throttle "
+            "that Lambda counted as an error); see its log group.",
+            namespace="AWS/Lambda",
+            metric="Errors",
+            dimensions={"FunctionName": self.expr(ref(function, "function_name"))},
+            statistic="Sum",
+        )
+        self.queue_alarm(
+            f"{name}_dlq_depth",
+            queue=dlq,
+            count=count,
+            name=f"{hyphenated}-failed-events",
+            description=f"Events the {name} remediator failed on after Lambda's retries "
+            "wait in its dead-letter queue.",
         )
         return function
 

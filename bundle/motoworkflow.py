@@ -25,6 +25,8 @@ from unittest import mock
 
 from botocore.awsrequest import AWSResponse
 
+from bundle.motoserver import CONTROL_TIMEOUT_SECONDS
+
 Handler = Callable[[dict[str, Any]], Any]
 
 EXECUTION_CONFIG = {
@@ -119,7 +121,7 @@ def executing_state_machines(endpoint: str) -> Iterator[None]:
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=10):
+        with urllib.request.urlopen(request, timeout=CONTROL_TIMEOUT_SECONDS):
             pass
 
     saved = os.environ.get("MOTO_PORT")

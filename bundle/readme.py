@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bundle.module import LAMBDA_RUNTIME, ModuleStack, declared_permissions
+from bundle.module import FUNCTION_LIMITS, LAMBDA_RUNTIME, ModuleStack, declared_permissions
 from bundle.versions import AWS_PROVIDER_CONSTRAINT, TERRAFORM_CONSTRAINT
 
 
@@ -50,6 +50,16 @@ def module_readme(module: type[ModuleStack], zip_sha256: str | None) -> str:
         rules = [rule.message for rule in (*item.rules, *item.each)]
         described = item.description + (" " + " ".join(rules) if rules else "")
         lines.append(f"| `{item.name}` | `{item.type}` | {_cell(default)} | {_cell(described)} |")
+    limits = (*module.limits, *(FUNCTION_LIMITS if module.function else ()))
+    if limits:
+        lines += [
+            "",
+            "## Limits",
+            "",
+            "What AWS enforces and this module checks, or decides for you:",
+            "",
+        ]
+        lines += [f"- {limit}" for limit in limits]
     lines += ["", "## Outputs", "", "| Name | Description |", "|------|-------------|"]
     lines += [f"| `{o.name}` | {_cell(o.description)} |" for o in module.outputs]
     if module.function:

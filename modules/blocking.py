@@ -6,11 +6,11 @@ edge and at the subnet."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 
 from cdktn import Token
 from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
-from cdktn_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktn_provider_aws.dynamodb_table import (
     DynamodbTable,
     DynamodbTableAttribute,
@@ -21,11 +21,32 @@ from cdktn_provider_aws.dynamodb_table import (
 from cdktn_provider_aws.lambda_function import LambdaFunction
 from cdktn_provider_aws.lambda_permission import LambdaPermission
 
-from bundle.inputs import ARN, CIDR, Input, Rule, integer_between, number_between, regex
-from bundle.module import ModuleStack, event_pattern_expression, ref, splat
+from bundle.inputs import (
+    CIDR,
+    Input,
+    Rule,
+    number_between,
+    one_of,
+    regex,
+    sentinel_or_integer_between,
+)
+from bundle.module import REPORTING_INPUTS, ModuleStack, event_pattern_expression, ref, splat
 from functions.common import finding_catalog
+from functions.common.blocking import (
+    DEFAULT_SEVERITY_THRESHOLD,
+    PUBLISHING_FREQUENCIES,
+    TTL_PER_PUBLISHING_INTERVAL,
+)
 
-OPTIONAL_ARN = Rule('{v} == "" || ' + ARN.condition, ARN.message, lambda v: v == "" or ARN.check(v))
+# The allowlist travels to the remediator in one environment variable; Lambda allows
+# 4 KB of them in all, and the rest of the function's variables need about 1 KB.
+ALLOWLIST_JSON_LIMIT = 3000
+ALLOWLIST_FITS = Rule(
+    condition=f"length(jsonencode({{v}})) <= {ALLOWLIST_JSON_LIMIT}",
+    message=f"The allowlist must fit in {ALLOWLIST_JSON_LIMIT} characters of JSON (Lambda "
+    "allows 4 KB of environment variables): merge neighbouring ranges into wider CIDRs.",
+    check=lambda value: len(json.dumps(value, separators=(",", ":"))) <= ALLOWLIST_JSON_LIMIT,
+)
 
 
 def blocking_inputs(allowlist_effect: str) -> tuple[Input, ...]:
@@ -37,6 +58,7 @@ def blocking_inputs(allowlist_effect: str) -> tuple[Input, ...]:
             "loopback, link-local and other non-global addresses are never blocked anyway.",
             default=[],
             each=(CIDR,),
+            rules=(ALLOWLIST_FITS,),
         ),
         Input(
             "create_remediator",
@@ -45,20 +67,38 @@ def blocking_inputs(allowlist_effect: str) -> tuple[Input, ...]:
             default=True,
         ),
         Input(
+            "guardduty_finding_publishing_frequency",
+            "string",
+            "The finding publishing frequency of this account's GuardDuty detector "
+            "(FIFTEEN_MINUTES, ONE_HOUR or SIX_HOURS, GuardDuty's default): how often "
+            "GuardDuty re-publishes an ongoing finding, each time extending its blocks. It "
+            "sets the default block_ttl_seconds. See "
+            "https://docs.aws.amazon.com/guardduty/latest/ug/guardduty_findings_cloudwatch.html.",
+            default="SIX_HOURS",
+            rules=(one_of(tuple(PUBLISHING_FREQUENCIES)),),
+        ),
+        Input(
             "block_ttl_seconds",
             "number",
-            "How long a blocked address stays blocked (60 s to 7 days); a new finding about "
-            "it extends the block.",
-            default=3600,
-            rules=(integer_between(60, 604800),),
+            "How long a blocked address stays blocked (60 s to 7 days); each update of the "
+            "finding extends it. 0 (the default) means twice "
+            "guardduty_finding_publishing_frequency (12 hours for SIX_HOURS), so a block "
+            "outlives the interval at which GuardDuty reports an attacker that is still "
+            "active, with one update to spare. A shorter TTL unblocks an active attacker "
+            "between updates.",
+            default=0,
+            rules=(sentinel_or_integer_between(0, 60, 604800, "derived from the frequency"),),
         ),
         Input(
             "severity_threshold",
             "number",
-            "GuardDuty severity at or above which a finding leads to a block (0-8.9; "
-            "GuardDuty rates 4.0-6.9 Medium, 7.0-8.9 High).",
-            default=4,
-            rules=(number_between(0, 8.9),),
+            "GuardDuty severity at or above which a finding of the catalog leads to a block "
+            "(0-10). The default 1 acts on every catalog finding: GuardDuty rates inbound "
+            "brute force and port probes Low (1.0-3.9), and the catalog, not the severity, "
+            "decides who is an attacker. See "
+            "https://docs.aws.amazon.com/guardduty/latest/ug/guardduty_findings-severity.html.",
+            default=DEFAULT_SEVERITY_THRESHOLD,
+            rules=(number_between(0, 10),),
         ),
         Input(
             "sweep_schedule",
@@ -72,22 +112,17 @@ def blocking_inputs(allowlist_effect: str) -> tuple[Input, ...]:
                 ),
             ),
         ),
-        Input(
-            "notify_topic_arn",
-            "string",
-            "SNS topic the remediator reports to (the notifications module's "
-            '`topic_arns["high"]`). Empty sends no reports.',
-            default="",
-            rules=(OPTIONAL_ARN,),
-        ),
-        Input(
-            "notify_kms_key_arn",
-            "string",
-            "KMS key of that topic (the notifications module's `kms_key_arn`), which the "
-            "remediator needs to publish to it. Empty when the topic is not encrypted.",
-            default="",
-            rules=(OPTIONAL_ARN,),
-        ),
+        *REPORTING_INPUTS,
+    )
+
+
+def block_ttl_expression() -> str:
+    """The block TTL Terraform passes to the remediator: the variable, or its default
+    derived from the publishing frequency."""
+    frequencies = json.dumps(PUBLISHING_FREQUENCIES, sort_keys=True)
+    return (
+        "var.block_ttl_seconds != 0 ? var.block_ttl_seconds : "
+        f"{TTL_PER_PUBLISHING_INTERVAL} * {frequencies}[var.guardduty_finding_publishing_frequency]"
     )
 
 
@@ -96,6 +131,7 @@ def blocking_remediator(
     key_arn: str,
     resources: Mapping[str, str],
     environment: Mapping[str, str],
+    preconditions: Sequence[Mapping[str, str]] = (),
 ) -> LambdaFunction:
     """The remediator with its state table and its two triggers: GuardDuty findings of the
     shared catalog at or above the threshold, and the sweep schedule."""
@@ -130,13 +166,14 @@ def blocking_remediator(
         environment={
             "STATE_TABLE": stack.expr(ref(table, "name")),
             "ALLOWLIST_CIDRS": "${jsonencode(var.allowlist_cidrs)}",
-            "BLOCK_TTL_SECONDS": "${var.block_ttl_seconds}",
+            "BLOCK_TTL_SECONDS": stack.expr(block_ttl_expression()),
             "SEVERITY_THRESHOLD": "${var.severity_threshold}",
             "NOTIFY_TOPIC_ARN": "${var.notify_topic_arn}",
             **environment,
         },
         # Conflict retries (WAF LockToken, NACL rule numbers) back off for up to ~9 s.
         timeout=120,
+        preconditions=preconditions,
     )
     pattern = event_pattern_expression(finding_catalog.event_pattern(0.0), "var.severity_threshold")
     triggers = {
@@ -162,16 +199,14 @@ def blocking_remediator(
             tags=stack.tags(),
             **source,
         )
-        target = CloudwatchEventTarget(
-            stack,
+        stack.event_target(
             f"{name}_{trigger}_target",
-            count=count,
-            rule=stack.expr(ref(rule, "name")),
-            target_id=hyphenated,
+            rule=rule,
             arn=stack.expr(ref(function, "arn")),
+            target_id=hyphenated,
+            count=count,
+            payload=payload,
         )
-        if payload:
-            target.add_override("input", payload)
         LambdaPermission(
             stack,
             f"{name}_{trigger}_invoke",

@@ -14,10 +14,8 @@ import json
 
 from cdktn import Token
 from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
-from cdktn_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
 from cdktn_provider_aws.iam_policy import IamPolicy
-from cdktn_provider_aws.iam_role import IamRole
 from cdktn_provider_aws.iam_role_policy import IamRolePolicy
 from cdktn_provider_aws.s3_bucket import S3Bucket
 from cdktn_provider_aws.s3_bucket_lifecycle_configuration import (
@@ -50,9 +48,8 @@ from cdktn_provider_aws.sfn_state_machine import (
 from cdktn_provider_aws.ssm_document import SsmDocument
 
 from bundle.inputs import ARN, Input, Rule, integer_between, one_of, regex
-from bundle.module import ModuleStack, Output, ref, splat
+from bundle.module import OPTIONAL_ARN, REPORTING_INPUTS, ModuleStack, Output, ref, splat
 from functions.forensics import documents, workflow
-from modules.blocking import OPTIONAL_ARN
 
 # GuardDuty finding types (prefixes) where our instance is the actor: mining, a backdoor
 # or trojan calling out, the instance attacking or scanning others. Brute-force types
@@ -91,6 +88,14 @@ BUCKET_NAME = regex(
 )
 
 
+# S3 bucket names are global across all AWS accounts: the default carries account and region.
+_BUCKET_NAME = (
+    'var.evidence_bucket != "" ? var.evidence_bucket : '
+    '"${var.name_prefix}-evidence-${data.aws_caller_identity.current.account_id}-'
+    '${data.aws_region.region.id}"'
+)
+
+
 def _literal(text: str) -> str:
     """``text`` as a Terraform string that is never interpolated (shell ``${...}``)."""
     return text.replace("${", "$${").replace("%{", "%%{")
@@ -118,6 +123,21 @@ class ForensicsModule(ModuleStack):
         "chosen GuardDuty findings and for the Security Hub Isolate / Terminate actions."
     )
     function = "forensics"
+    limits = (
+        "S3 bucket names are global across all AWS accounts and at most 63 characters: the "
+        "default `<name_prefix>-evidence-<account id>-<region>` is unique, and its length is "
+        "checked at plan.",
+        "Object Lock cannot be turned off and keeps versioning on for good; in COMPLIANCE "
+        "mode nobody, not even the root user, can delete evidence before its retention ends.",
+        "EBS copies only completed snapshots: copies with the evidence key are made after the "
+        "network isolation, and a termination waits (up to two hours) for snapshots to "
+        "complete.",
+        "Run Command returns at most 24,000 characters of output: artefacts are uploaded by "
+        "the instance itself, which needs the evidence_writer_policy_arn policy and the AWS "
+        "CLI.",
+        "Step Functions keeps at most 256 KB of state per execution: steps keep their "
+        "reports, not the evidence, in the execution.",
+    )
     inputs = (
         Input(
             "evidence_bucket",
@@ -233,21 +253,7 @@ class ForensicsModule(ModuleStack):
             default=[],
             each=(ROLE_ARN,),
         ),
-        Input(
-            "notify_topic_arn",
-            "string",
-            "SNS topic the step report goes to (the notifications module's "
-            '`topic_arns["high"]`). Empty sends none.',
-            default="",
-            rules=(OPTIONAL_ARN,),
-        ),
-        Input(
-            "notify_kms_key_arn",
-            "string",
-            "KMS key of that topic (the notifications module's `kms_key_arn`).",
-            default="",
-            rules=(OPTIONAL_ARN,),
-        ),
+        *REPORTING_INPUTS,
     )
     outputs = (
         Output("state_machine_arn", "ARN of the isolation workflow (start it by hand: README)."),
@@ -369,20 +375,18 @@ class ForensicsModule(ModuleStack):
             },
             # Describing every target group of a large account takes a while.
             timeout=300,
-        )
-        # The remediator's role name is account-wide; until the house names it per region,
-        # this module does (two regions of one account would otherwise collide).
-        role = self.node.find_child(f"{self.function}_role")
-        role.add_override("name", self.global_name("forensics"))  # type: ignore[attr-defined]
-        function.add_override(
-            "lifecycle.precondition",
-            [
+            preconditions=[
                 {
                     "condition": "${length(var.forensics_subnet_ids) == 0 || "
                     "length(var.forensics_security_group_ids) > 0}",
                     "error_message": "forensics_subnet_ids needs forensics_security_group_ids "
                     "for the investigators' interface.",
-                }
+                },
+                {
+                    "condition": f"${{length({_BUCKET_NAME}) <= 63}}",
+                    "error_message": "The evidence bucket name is longer than S3's 63 "
+                    "characters: set evidence_bucket or a shorter name_prefix.",
+                },
             ],
         )
         machine = self._state_machine(function, key_arn)
@@ -405,16 +409,11 @@ class ForensicsModule(ModuleStack):
 
     # ------------------------------------------------------------------ evidence bucket
     def _evidence_bucket(self, key_arn: str) -> S3Bucket:
-        name = (
-            '${var.evidence_bucket != "" ? var.evidence_bucket : '
-            '"${var.name_prefix}-evidence-${data.aws_caller_identity.current.account_id}-'
-            '${data.aws_region.region.id}"}'
-        )
         bucket = S3Bucket(
             self,
             "evidence",
             count=self.count,
-            bucket=name,
+            bucket=self.expr(_BUCKET_NAME),
             object_lock_enabled=True,
             force_destroy=Token.as_any("${var.evidence_bucket_force_destroy}"),
             tags=self.tags(),
@@ -500,36 +499,6 @@ class ForensicsModule(ModuleStack):
         return bucket
 
     # ------------------------------------------------------------------ workflow
-    def _service_role(self, construct_id: str, purpose: str, service: str) -> IamRole:
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": service},
-                    "Action": "sts:AssumeRole",
-                    "Condition": {
-                        "StringEquals": {
-                            "aws:SourceAccount": "${data.aws_caller_identity.current.account_id}"
-                        }
-                    },
-                }
-            ],
-        }
-        return IamRole(
-            self,
-            construct_id,
-            count=self.count,
-            name=self.global_name(purpose),
-            assume_role_policy=json.dumps(trust, sort_keys=True),
-            tags=self.tags(),
-        )
-
-    def global_name(self, purpose: str) -> str:
-        """``<name_prefix>-<purpose>-<region>``: IAM names are account-wide, so a module
-        applied in two regions of one account needs the region in them."""
-        return f"${{var.name_prefix}}-{purpose}-${{data.aws_region.region.id}}"
-
     def _state_machine(self, function: object, key_arn: str) -> SfnStateMachine:
         function_arn = self.expr(ref(function, "arn"))  # type: ignore[arg-type]
         log_group = CloudwatchLogGroup(
@@ -541,7 +510,12 @@ class ForensicsModule(ModuleStack):
             kms_key_id=key_arn,
             tags=self.tags(),
         )
-        role = self._service_role("workflow_role", "forensics-workflow", "states.amazonaws.com")
+        role = self.role(
+            "workflow_role",
+            purpose="forensics-workflow",
+            services=["states.amazonaws.com"],
+            count=self.count,
+        )
         IamRolePolicy(
             self,
             "workflow_policy",
@@ -582,7 +556,12 @@ class ForensicsModule(ModuleStack):
         )
 
     def _triggers(self, machine: SfnStateMachine) -> None:
-        role = self._service_role("events_role", "forensics-start", "events.amazonaws.com")
+        role = self.role(
+            "events_role",
+            purpose="forensics-start",
+            services=["events.amazonaws.com"],
+            count=self.count,
+        )
         IamRolePolicy(
             self,
             "events_policy",
@@ -628,16 +607,12 @@ class ForensicsModule(ModuleStack):
                 event_pattern=self.expr(pattern),
                 tags=self.tags(),
             )
-            target = CloudwatchEventTarget(
-                self,
+            target = self.event_target(
                 f"{trigger}_target",
-                count=count,
-                rule=self.expr(ref(rule, "name")),
-                target_id="isolation-workflow",
+                rule=rule,
                 arn=self.expr(ref(machine, "arn")),
-                role_arn=self.expr(ref(role, "arn")),
+                target_id="isolation-workflow",
+                count=count,
             )
-            target.add_override(
-                "retry_policy",
-                {"maximum_event_age_in_seconds": 86400, "maximum_retry_attempts": 185},
-            )
+            # Step Functions targets start executions with a role EventBridge assumes.
+            target.add_override("role_arn", self.expr(ref(role, "arn")))

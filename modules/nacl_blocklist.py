@@ -13,7 +13,6 @@ from cdktn_provider_aws.data_aws_network_acls import (
     DataAwsNetworkAcls,
     DataAwsNetworkAclsFilter,
 )
-from cdktn_provider_aws.lambda_function import LambdaFunction
 
 from bundle.inputs import Input, integer_between, regex
 from bundle.module import ModuleStack, Output, ref
@@ -22,6 +21,19 @@ from modules.blocking import blocking_inputs, blocking_remediator
 # AWS allows 20 entries per direction per network ACL by default (40 with a quota
 # increase); the remediator's share of them must leave room for the ACL's own rules.
 DEFAULT_QUOTA = 20
+
+
+# Rules across variables, checked at plan (variable validation sees one variable).
+RANGE_CHECKS = (
+    {
+        "condition": "${var.rule_number_end >= var.rule_number_start}",
+        "error_message": "rule_number_end must not be below rule_number_start: the range needs at least one slot.",
+    },
+    {
+        "condition": "${var.rule_number_end - var.rule_number_start + 1 >= var.capacity}",
+        "error_message": "The reserved rule-number range must hold at least `capacity` numbers.",
+    },
+)
 
 
 class NaclBlocklistModule(ModuleStack):
@@ -38,14 +50,26 @@ class NaclBlocklistModule(ModuleStack):
         "DynamoDB state both ways. Its IAM policy is scoped to the guarded ACLs."
     )
     function = "nacl_blocker"
+    limits = (
+        "AWS allows 20 rules per network ACL and direction by default (IPv4 and IPv6 "
+        "counted apart, the ACL's own rules and the default rule included): `capacity` is "
+        "at most 20 and must leave room for the ACL's own rules.",
+        "A network ACL exists in one region of one account: ids and subnets the module "
+        "cannot find there fail the plan, and environment files refuse them for several "
+        "regions.",
+        "GuardDuty re-publishes an ongoing finding at the detector's publishing frequency "
+        "(six hours by default): the default block lasts twice that.",
+    )
     inputs = (
         Input(
             "network_acl_ids",
             "list(string)",
-            "Network ACLs to guard. With neither this nor subnet_ids, the remediator guards "
-            "the ACL of the subnet of the instance in each finding (and its policy then "
-            "covers every network ACL in the account).",
+            "Network ACLs to guard, in this module's region (an ACL exists in one region "
+            "only; the plan fails on an id it cannot find). With neither this nor subnet_ids, "
+            "the remediator guards the ACL of the subnet of the instance in each finding "
+            "(and its policy then covers every network ACL in the account and region).",
             default=[],
+            region_bound="ids",
             each=(
                 regex(
                     r"^acl-[0-9a-f]{8,17}$",
@@ -56,9 +80,10 @@ class NaclBlocklistModule(ModuleStack):
         Input(
             "subnet_ids",
             "list(string)",
-            "Subnets whose network ACLs to guard (resolved at plan time), in addition to "
-            "network_acl_ids.",
+            "Subnets whose network ACLs to guard (resolved at plan time; the plan fails on a "
+            "subnet it cannot find), in addition to network_acl_ids.",
             default=[],
+            region_bound="ids",
             each=(
                 regex(
                     r"^subnet-[0-9a-f]{8,17}$",
@@ -114,14 +139,49 @@ class NaclBlocklistModule(ModuleStack):
     def build(self) -> None:
         key = self.module_key("Playbook as Code nacl_blocklist: state table, DLQ, logs", 30)
         key_arn = self.expr(ref(key, "arn"))
+        # The guarded ACLs must exist here: an id of another region or account, or a subnet
+        # without an ACL, would otherwise give an empty list, and the policy would fall back
+        # to every ACL of the account while the remediator guards nothing. The lookups fail
+        # the plan instead (at apply when the ids are created in the same run).
+        by_id = DataAwsNetworkAcls(
+            self,
+            "by_id",
+            count=Token.as_number("${var.create && length(var.network_acl_ids) > 0 ? 1 : 0}"),
+            filter=[
+                DataAwsNetworkAclsFilter(
+                    name="network-acl-id", values=Token.as_list("${var.network_acl_ids}")
+                )
+            ],
+        )
+        by_id.add_override(
+            "lifecycle.postcondition",
+            [
+                {
+                    "condition": "${length(setsubtract(toset(var.network_acl_ids), toset(self.ids))) == 0}",
+                    "error_message": "network_acl_ids names a network ACL that does not exist in "
+                    "this account and region (an ACL exists in one region only).",
+                }
+            ],
+        )
         from_subnets = DataAwsNetworkAcls(
             self,
             "from_subnets",
-            count=Token.as_number("${var.create && length(var.subnet_ids) > 0 ? 1 : 0}"),
+            count=Token.as_number("${var.create ? length(var.subnet_ids) : 0}"),
             filter=[
                 DataAwsNetworkAclsFilter(
-                    name="association.subnet-id", values=Token.as_list("${var.subnet_ids}")
+                    name="association.subnet-id",
+                    values=Token.as_list("${[var.subnet_ids[count.index]]}"),
                 )
+            ],
+        )
+        from_subnets.add_override(
+            "lifecycle.postcondition",
+            [
+                {
+                    "condition": "${length(self.ids) == 1}",
+                    "error_message": "A subnet in subnet_ids has no network ACL in this account "
+                    "and region: check the id and the provider's region.",
+                }
             ],
         )
         guarded = f"distinct(concat(var.network_acl_ids, flatten(data.{from_subnets.terraform_resource_type}.{from_subnets.friendly_unique_id}[*].ids)))"
@@ -142,27 +202,10 @@ class NaclBlocklistModule(ModuleStack):
                 "CAPACITY": "${var.capacity}",
                 "DIRECTIONS": '${jsonencode(var.egress_enabled ? ["ingress", "egress"] : ["ingress"])}',
             },
+            preconditions=RANGE_CHECKS,
         )
-        _preconditions(function)
         self.output("guarded_network_acl_ids", "local.guarded_acls")
         self.output("kms_key_arn", f"try({ref(key, 'arn')}, null)")
         self.output("state_table_name", "try(aws_dynamodb_table.state[0].name, null)")
         self.output("nacl_blocker_function_arn", f"try({ref(function, 'arn')}, null)")
         self.output("nacl_blocker_dlq_arn", "try(aws_sqs_queue.nacl_blocker_dlq[0].arn, null)")
-
-
-def _preconditions(function: LambdaFunction) -> None:
-    """Rules across variables, checked at plan (variable validation sees one variable)."""
-    function.add_override(
-        "lifecycle.precondition",
-        [
-            {
-                "condition": "${var.rule_number_end >= var.rule_number_start}",
-                "error_message": "rule_number_end must not be below rule_number_start: the range needs at least one slot.",
-            },
-            {
-                "condition": "${var.rule_number_end - var.rule_number_start + 1 >= var.capacity}",
-                "error_message": "The reserved rule-number range must hold at least `capacity` numbers.",
-            },
-        ],
-    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from cdktn import Token
 from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
-from cdktn_provider_aws.cloudwatch_event_target import CloudwatchEventTarget
 from cdktn_provider_aws.lambda_permission import LambdaPermission
 from cdktn_provider_aws.sns_topic import SnsTopic
 from cdktn_provider_aws.sns_topic_policy import SnsTopicPolicy
@@ -96,6 +95,14 @@ class NotificationsModule(ModuleStack):
         "secret) and a readable plain-text e-mail sent through a separate e-mail topic."
     )
     function = "notifier"
+    limits = (
+        "SNS e-mail subjects must be ASCII and under 100 characters: the notifier writes them so.",
+        "Chat messages have size limits (Slack blocks, Teams cards, Chime 4,096 "
+        "characters): every finding text is bounded and escaped for its channel; Teams "
+        "cards escape Markdown so finding text never becomes a link.",
+        "CloudWatch alarms publish to KMS-encrypted topics only when the key and the topic "
+        "admit cloudwatch.amazonaws.com: both do, for this account only.",
+    )
     inputs = (
         Input(
             "severities",
@@ -179,7 +186,7 @@ class NotificationsModule(ModuleStack):
         key = self.module_key(
             "Playbook as Code notifications: SNS topics, DLQ and logs",
             Token.as_number("${var.kms_deletion_window_days}"),
-            ("events.amazonaws.com", "sns.amazonaws.com"),
+            ("events.amazonaws.com", "sns.amazonaws.com", "cloudwatch.amazonaws.com"),
         )
         key_arn = self.expr(ref(key, "arn"))
 
@@ -280,13 +287,12 @@ class NotificationsModule(ModuleStack):
                 ),
                 tags=self.tags(),
             )
-            CloudwatchEventTarget(
-                self,
+            self.event_target(
                 f"{rule_id}_target",
-                count=count,
-                rule=self.expr(ref(rule, "name")),
-                target_id="severity-topic",
+                rule=rule,
                 arn=f'${{aws_sns_topic.severity["{severity}"].arn}}',
+                target_id="severity-topic",
+                count=count,
             )
 
         self.output("kms_key_arn", f"try({ref(key, 'arn')}, null)")
@@ -319,6 +325,18 @@ class NotificationsModule(ModuleStack):
             '{Sid = "EventBridgeInThisAccountPublishes", Effect = "Allow", '
             'Principal = {Service = "events.amazonaws.com"}, Action = "sns:Publish", '
             f"Resource = {topic_arn}, "
+            f'Condition = {{StringEquals = {{"aws:SourceAccount" = {account}}}}}}}, '
+            '{Sid = "CloudWatchAlarmsInThisAccountPublish", Effect = "Allow", '
+            'Principal = {Service = "cloudwatch.amazonaws.com"}, Action = "sns:Publish", '
+            f"Resource = {topic_arn}, "
             f'Condition = {{StringEquals = {{"aws:SourceAccount" = {account}}}}}}}'
             "]}"
+        )
+
+    def alarm_topics(self) -> str:
+        """The notifier's own alarms go to the high topic and, in case the notifier is what
+        fails, straight to the e-mail topic too (CloudWatch writes readable e-mail)."""
+        return (
+            'concat([for s, topic in aws_sns_topic.severity : topic.arn if s == "high"], '
+            "aws_sns_topic.email[*].arn)"
         )

@@ -6,6 +6,8 @@ GuardDuty findings and expires what it added.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from cdktn import Token
@@ -79,7 +81,7 @@ RATE_RULE_CHECKS = (
     _object_rule(
         'can(regex("^[A-Za-z0-9_-]{1,100}$", {v}.name))',
         "Rate rule names must be 1-100 letters, digits, hyphens or underscores.",
-        lambda r: bool(__import__("re").fullmatch(r"[A-Za-z0-9_-]{1,100}", r["name"])),
+        lambda r: bool(re.fullmatch(r"[A-Za-z0-9_-]{1,100}", r["name"])),
     ),
     _object_rule(
         "{v}.limit >= 10 && {v}.limit <= 2000000000 && floor({v}.limit) == {v}.limit",
@@ -115,6 +117,37 @@ RATE_RULE_CHECKS = (
         ),
     ),
 )
+# Names of the rules the module writes itself: a rate rule may not take one.
+OWN_RULE_NAMES = ("allowlist-ipv4", "allowlist-ipv6", "blocklist-ipv4", "blocklist-ipv6")
+RATE_RULE_CHECKS += (
+    _object_rule(
+        "!contains(" + json.dumps(list(OWN_RULE_NAMES)) + ", {v}.name)",
+        "Rate rule names must differ from the module's own rules: "
+        + ", ".join(OWN_RULE_NAMES)
+        + ".",
+        lambda r: r["name"] not in OWN_RULE_NAMES,
+    ),
+    _object_rule(
+        '{v}.uri_path_prefix == "" || can(regex("^/[!-~]{0,199}$", {v}.uri_path_prefix))',
+        "A rate rule's uri_path_prefix must start with / and hold printable ASCII without "
+        "spaces (200 characters at most).",
+        lambda r: (
+            r["uri_path_prefix"] == "" or bool(re.fullmatch(r"/[!-~]{0,199}", r["uri_path_prefix"]))
+        ),
+    ),
+)
+# The keys of resource maps name Shield protections (128 characters with the prefix).
+RESOURCE_KEYS = Rule(
+    condition='alltrue([for k in keys({v}) : can(regex("^[A-Za-z0-9_.-]{1,64}$", k))])',
+    message="Resource names (the map keys) must be 1-64 letters, digits, dots, hyphens or "
+    "underscores.",
+    check=lambda value: all(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", k) for k in value),
+)
+# WAF applies these to the URI path before a login rule compares it, in this order, so
+# /Login, //login, /./login and /%6Cogin all meet a rule for /login. See
+# https://docs.aws.amazon.com/waf/latest/developerguide/waf-rule-statement-transformation.html.
+PATH_TRANSFORMATIONS = ("URL_DECODE", "NORMALIZE_PATH", "LOWERCASE")
+
 UNIQUE_NAMES = Rule(
     condition="length(distinct([for r in {v} : r.name])) == length({v})",
     message="Each rule must have its own name.",
@@ -137,6 +170,25 @@ class WafShieldModule(ModuleStack):
         "topic."
     )
     function = "waf_blocker"
+    limits = (
+        "WAF allows 10,000 addresses per IP set: `max_addresses_per_set` caps the "
+        "blocklists, evicting the block that expires first.",
+        "WAF rule names must differ within a web ACL: rate rules cannot take the module's "
+        "own rule names (validated) or a managed group's `<vendor>-<name>` (checked at plan).",
+        "Shield Advanced protection names are at most 128 characters: protections are named "
+        "`<name_prefix>-<name>` with names of at most 64 characters (validated).",
+        "Shield protection group ids are account-wide and at most 36 characters: "
+        "`<name_prefix>-<region>`, checked at plan.",
+        "Shield automatic application-layer mitigation works on CloudFront distributions and "
+        "ALBs that use this web ACL: with REGIONAL scope a mitigated name must be associated "
+        "(checked at plan), and the mitigation is created after the association.",
+        "for_each keys must be known at plan: resources are given as maps from a static name "
+        "to the ARN, so ARNs created in the same apply work.",
+        "Sampled requests show every header, redacted or not (redaction applies to logs): "
+        "`sampled_requests_enabled` is off unless set.",
+        "GuardDuty re-publishes an ongoing finding at the detector's publishing frequency "
+        "(six hours by default): the default block lasts twice that.",
+    )
     inputs = (
         Input(
             "scope",
@@ -154,7 +206,9 @@ class WafShieldModule(ModuleStack):
             "`name`, `limit` (requests per window and key, 10-2,000,000,000), `window` (60, "
             "120, 300 or 600 s), `aggregate` (IP or FORWARDED_IP with "
             "`forwarded_ip_header`), an optional scope-down by `uri_path_prefix` or "
-            "`country_codes`, and `action` (block or count). See "
+            "`country_codes` (the path is URL-decoded, normalised and lowercased before it "
+            "is compared, so `/Login` or `//login` cannot skip a rule for `/login`), and "
+            "`action` (block or count). See "
             "https://docs.aws.amazon.com/waf/latest/developerguide/waf-rule-statement-type-rate-based.html.",
             default=[{"name": "rate-per-ip", "limit": 2000}],
             element=RATE_RULE,
@@ -179,7 +233,7 @@ class WafShieldModule(ModuleStack):
                 _object_rule(
                     'can(regex("^[A-Za-z0-9_-]{1,128}$", {v}.name))',
                     "Managed rule group names are 1-128 letters, digits, hyphens or underscores.",
-                    lambda g: bool(__import__("re").fullmatch(r"[A-Za-z0-9_-]{1,128}", g["name"])),
+                    lambda g: bool(re.fullmatch(r"[A-Za-z0-9_-]{1,128}", g["name"])),
                 ),
             ),
         ),
@@ -187,7 +241,9 @@ class WafShieldModule(ModuleStack):
             "redacted_fields",
             "",
             "Request fields WAF leaves out of its logs: `type` single_header (with `name`), "
-            "uri_path, query_string or method. Headers that carry credentials belong here.",
+            "uri_path, query_string or method. Headers that carry credentials belong here. "
+            "Redaction applies to logs only: sampled requests (sampled_requests_enabled) show "
+            "every header, which is why sampling is off by default.",
             default=[
                 {"type": "single_header", "name": "authorization"},
                 {"type": "single_header", "name": "cookie"},
@@ -208,11 +264,16 @@ class WafShieldModule(ModuleStack):
         ),
         Input(
             "associated_resource_arns",
-            "list(string)",
-            "Regional resources to protect with the web ACL (ALB, API Gateway stage, ...). "
-            "CloudFront distributions reference the web ACL from their own configuration.",
-            default=[],
+            "map(string)",
+            "Regional resources the web ACL protects (ALB, API Gateway stage, AppSync, "
+            "Cognito, App Runner, Verified Access), as a map from a short name you choose to "
+            "the resource ARN: `{web = aws_lb.web.arn}`. The names are the Terraform keys, so "
+            "ARNs of resources created in the same apply (unknown at plan) work. CloudFront "
+            "distributions reference the web ACL from their own configuration.",
+            default={},
             each=(ARN,),
+            rules=(RESOURCE_KEYS,),
+            region_bound="arns",
         ),
         Input(
             "create_shield_protections",
@@ -223,19 +284,44 @@ class WafShieldModule(ModuleStack):
         ),
         Input(
             "shield_resource_arns",
-            "list(string)",
+            "map(string)",
             "Resources Shield Advanced protects and groups (CloudFront distributions, ALBs, "
-            "Elastic IPs, Global Accelerators, Route 53 hosted zones).",
-            default=[],
+            "Elastic IPs, Global Accelerators, Route 53 hosted zones), as a map from a short "
+            "name (it names the protection `<name_prefix>-<name>`) to the ARN.",
+            default={},
             each=(ARN,),
+            rules=(RESOURCE_KEYS,),
         ),
         Input(
-            "shield_automatic_mitigation_action",
-            "string",
-            "Action of Shield Advanced automatic application-layer DDoS mitigation on "
-            "protected CloudFront distributions and ALBs: block, count, or off.",
-            default="count",
-            rules=(one_of(("block", "count", "off")),),
+            "shield_automatic_mitigation",
+            "map(string)",
+            "Shield Advanced automatic application-layer DDoS mitigation: a map from names in "
+            "shield_resource_arns to `block` or `count`. Only CloudFront distributions and "
+            "ALBs qualify, and Shield requires this web ACL on the resource: with REGIONAL "
+            "scope each name must also be in associated_resource_arns (checked at plan); a "
+            "CloudFront distribution must name this web ACL itself. See "
+            "https://docs.aws.amazon.com/waf/latest/developerguide/ddos-automatic-app-layer-response.html.",
+            default={},
+            each=(one_of(("block", "count")),),
+        ),
+        Input(
+            "sampled_requests_enabled",
+            "bool",
+            "Whether WAF keeps samples of the requests each rule matched (console, "
+            "GetSampledRequests). Samples show every header, including those in "
+            "redacted_fields, which only apply to logs: off by default so credentials never "
+            "appear there. See "
+            "https://docs.aws.amazon.com/waf/latest/developerguide/web-acl-testing-view-sample.html.",
+            default=False,
+        ),
+        Input(
+            "allowlist_bypass_enabled",
+            "bool",
+            "Whether allow-listed addresses skip every rule of the web ACL (an Allow rule at "
+            "priority 0). Off by default: they are exempt from the blocklists only, and still "
+            "meet the rate rules and managed rule groups, so a trusted partner whose host is "
+            "compromised cannot inject SQL or flood the site.",
+            default=False,
         ),
         Input(
             "max_addresses_per_set",
@@ -247,7 +333,8 @@ class WafShieldModule(ModuleStack):
         ),
     )
     inputs += blocking_inputs(
-        "the web ACL allows them before any other rule, and the remediator refuses to block them"
+        "the remediator refuses to block them and the blocklist rules exempt them (see "
+        "allowlist_bypass_enabled)"
     )
     outputs = (
         Output(
@@ -266,7 +353,10 @@ class WafShieldModule(ModuleStack):
         Output("state_table_name", "Name of the DynamoDB table of blocked addresses."),
         Output("waf_blocker_function_arn", "ARN of the waf_blocker Lambda function."),
         Output("waf_blocker_dlq_arn", "ARN of the waf_blocker dead-letter queue."),
-        Output("shield_protection_ids", "Map of resource ARN to Shield Advanced protection ID."),
+        Output(
+            "shield_protection_ids",
+            "Map of the names in shield_resource_arns to Shield Advanced protection IDs.",
+        ),
     )
 
     def build(self) -> None:
@@ -314,14 +404,21 @@ class WafShieldModule(ModuleStack):
         # Rule statements nest arbitrarily deep and the bindings type them as Any, so the
         # rules are written as plain blocks; rate rules and managed groups are dynamic
         # blocks over their variables so one module serves every account.
-        static_rules = [
-            _ip_set_rule(f"{purpose}list-ipv{version}", priority, purpose, sets[(purpose, version)])
-            for priority, (purpose, version) in enumerate(
-                [("allow", 4), ("allow", 6), ("block", 4), ("block", 6)]
-            )
-        ]
-        acl.add_override("rule", static_rules)
-        acl.add_override("dynamic.rule", [_rate_rules(), _managed_rule_groups()])
+        acl.add_override(
+            "rule",
+            [
+                _blocklist_rule(
+                    version, 2 + index, sets[("block", version)], sets[("allow", version)]
+                )
+                for index, version in enumerate((4, 6))
+            ],
+        )
+        acl.add_override(
+            "dynamic.rule",
+            [_allowlist_bypass_rules(sets), _rate_rules(), _managed_rule_groups()],
+        )
+        shield_on = "var.create_shield_protections"
+        mitigated = "keys(var.shield_automatic_mitigation)"
         acl.add_override(
             "lifecycle.precondition",
             [
@@ -333,6 +430,25 @@ class WafShieldModule(ModuleStack):
                     "condition": '${var.scope == "REGIONAL" || length(var.associated_resource_arns) == 0}',
                     "error_message": "CloudFront distributions attach a web ACL themselves; "
                     "associated_resource_arns is for REGIONAL web ACLs.",
+                },
+                {
+                    "condition": "${length(setintersection(toset([for r in var.rate_rules : r.name]), "
+                    'toset([for g in var.managed_rule_groups : "${g.vendor}-${g.name}"]))) == 0}',
+                    "error_message": "A rate rule is named like a managed rule group's rule "
+                    "(<vendor>-<name>); WAF needs every rule name of a web ACL to differ.",
+                },
+                {
+                    "condition": f"${{!{shield_on} || alltrue([for k in {mitigated} : "
+                    "contains(keys(var.shield_resource_arns), k)])}",
+                    "error_message": "Every name in shield_automatic_mitigation must be a name "
+                    "in shield_resource_arns: Shield mitigates only protected resources.",
+                },
+                {
+                    "condition": f'${{!{shield_on} || var.scope != "REGIONAL" || alltrue([for k in '
+                    f"{mitigated} : contains(keys(var.associated_resource_arns), k)])}}",
+                    "error_message": "Every name in shield_automatic_mitigation must also be "
+                    "in associated_resource_arns: Shield's automatic mitigation writes its "
+                    "rules into the web ACL of the resource, so the resource must use this one.",
                 },
             ],
         )
@@ -388,51 +504,74 @@ class WafShieldModule(ModuleStack):
             },
         )
 
-        Wafv2WebAclAssociation(
+        association = Wafv2WebAclAssociation(
             self,
             "web_acl_association",
             resource_arn="${each.value}",
             web_acl_arn=self.expr(ref(acl, "arn")),
-        ).add_override(
+        )
+        # Static keys (the map's names), so ARNs unknown until apply still plan.
+        association.add_override(
             "for_each",
-            '${var.create && var.scope == "REGIONAL" ? toset(var.associated_resource_arns) : toset([])}',
+            '${var.create && var.scope == "REGIONAL" ? var.associated_resource_arns : {}}',
         )
 
         shield_on = "var.create && var.create_shield_protections"
         protections = ShieldProtection(
             self,
             "shield",
-            name='${var.name_prefix}-${replace(each.value, "/[^A-Za-z0-9-]/", "-")}',
+            name="${var.name_prefix}-${each.key}",
             resource_arn="${each.value}",
             tags=self.tags(),
         )
-        protections.add_override(
-            "for_each", f"${{{shield_on} ? toset(var.shield_resource_arns) : toset([])}}"
-        )
-        ShieldProtectionGroup(
+        protections.add_override("for_each", f"${{{shield_on} ? var.shield_resource_arns : {{}}}}")
+        # Protection group ids are account-wide (Shield is a global service) and at most
+        # 36 characters.
+        group_id = f"${{var.name_prefix}}-{self.region_name}"
+        group = ShieldProtectionGroup(
             self,
             "shield_group",
             count=Token.as_number(
                 f"${{{shield_on} && length(var.shield_resource_arns) > 0 ? 1 : 0}}"
             ),
-            protection_group_id="${var.name_prefix}-protected",
+            protection_group_id=group_id,
             aggregation="MAX",
             pattern="ARBITRARY",
             members=Token.as_list("${[for p in aws_shield_protection.shield : p.resource_arn]}"),
             tags=self.tags(),
         )
-        ShieldApplicationLayerAutomaticResponse(
+        group.add_override(
+            "lifecycle.precondition",
+            [
+                {
+                    "condition": f'${{length("{group_id}") <= 36}}',
+                    "error_message": "Shield protection group ids are at most 36 characters: "
+                    "name_prefix and the region together must fit in 35.",
+                }
+            ],
+        )
+        mitigation = ShieldApplicationLayerAutomaticResponse(
             self,
             "shield_auto_mitigation",
-            resource_arn="${each.value}",
-            action="${upper(var.shield_automatic_mitigation_action)}",
-            depends_on=[protections],
-        ).add_override(
-            "for_each",
-            f'${{{shield_on} && var.shield_automatic_mitigation_action != "off" ? '
-            "toset([for arn in var.shield_resource_arns : arn if "
-            'can(regex(":(cloudfront::[0-9]+:distribution|elasticloadbalancing:.*:loadbalancer/app)/", arn))]) '
-            ": toset([])}",
+            resource_arn='${lookup(var.shield_resource_arns, each.key, "")}',
+            action="${upper(each.value)}",
+            # Shield needs the protection, and the web ACL on the resource, first.
+            depends_on=[protections, association],
+        )
+        mitigation.add_override(
+            "for_each", f"${{{shield_on} ? var.shield_automatic_mitigation : {{}}}}"
+        )
+        mitigation.add_override(
+            "lifecycle.precondition",
+            [
+                {
+                    "condition": '${can(regex(":(cloudfront::[0-9]+:distribution|'
+                    'elasticloadbalancing:[a-z0-9-]+:[0-9]+:loadbalancer/app)/", '
+                    'lookup(var.shield_resource_arns, each.key, "")))}',
+                    "error_message": "Shield automatic application-layer mitigation protects "
+                    "CloudFront distributions and Application Load Balancers only.",
+                }
+            ],
         )
 
         ip_sets = f"concat({splat(sets[('block', 4)], 'arn')}, {splat(sets[('block', 6)], 'arn')})"
@@ -464,13 +603,18 @@ class WafShieldModule(ModuleStack):
         self.output("waf_blocker_function_arn", "try(aws_lambda_function.waf_blocker[0].arn, null)")
         self.output("waf_blocker_dlq_arn", "try(aws_sqs_queue.waf_blocker_dlq[0].arn, null)")
         self.output(
-            "shield_protection_ids", "{for arn, p in aws_shield_protection.shield : arn => p.id}"
+            "shield_protection_ids", "{for name, p in aws_shield_protection.shield : name => p.id}"
         )
+
+
+SAMPLING = "${var.sampled_requests_enabled}"
 
 
 def _visibility(metric: str) -> Wafv2WebAclVisibilityConfig:
     return Wafv2WebAclVisibilityConfig(
-        cloudwatch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True
+        cloudwatch_metrics_enabled=True,
+        metric_name=metric,
+        sampled_requests_enabled=Token.as_any(SAMPLING),
     )
 
 
@@ -478,7 +622,7 @@ def _visibility_block(metric: str) -> dict[str, Any]:
     return {
         "cloudwatch_metrics_enabled": True,
         "metric_name": metric,
-        "sampled_requests_enabled": True,
+        "sampled_requests_enabled": SAMPLING,
     }
 
 
@@ -487,13 +631,54 @@ def _flag(condition: str) -> dict[str, Any]:
     return {"for_each": f"${{{condition} ? [1] : []}}", "content": {}}
 
 
-def _ip_set_rule(name: str, priority: int, purpose: str, ip_set: Wafv2IpSet) -> dict[str, Any]:
+def _ip_set_statement(ip_set: Wafv2IpSet) -> dict[str, Any]:
+    return {"ip_set_reference_statement": {"arn": f"${{{ref(ip_set, 'arn')}}}"}}
+
+
+def _blocklist_rule(
+    version: int, priority: int, blocklist: Wafv2IpSet, allowlist: Wafv2IpSet
+) -> dict[str, Any]:
+    """Block what the remediator listed, unless the allowlist covers it: an operator's
+    allowlist beats a block written before the address was allow-listed."""
+    name = f"blocklist-ipv{version}"
     return {
         "name": name,
         "priority": priority,
-        "action": {purpose: {}},
-        "statement": {"ip_set_reference_statement": {"arn": f"${{{ref(ip_set, 'arn')}}}"}},
+        "action": {"block": {}},
+        "statement": {
+            "and_statement": {
+                "statement": [
+                    _ip_set_statement(blocklist),
+                    {"not_statement": {"statement": _ip_set_statement(allowlist)}},
+                ]
+            }
+        },
         "visibility_config": _visibility_block(f"${{var.name_prefix}}-{name}"),
+    }
+
+
+def _allowlist_bypass_rules(sets: dict[tuple[str, int], Wafv2IpSet]) -> dict[str, Any]:
+    """With allowlist_bypass_enabled, an Allow rule per IP version ahead of every other."""
+    arns = {
+        f"allowlist-ipv{version}": {
+            "priority": 0 if version == 4 else 1,
+            "arn": f"${{{ref(sets[('allow', version)], 'arn')}}}",
+        }
+        for version in (4, 6)
+    }
+    listed = ", ".join(
+        f'"{name}" = {{priority = {value["priority"]}, arn = {value["arn"][2:-1]}}}'
+        for name, value in arns.items()
+    )
+    return {
+        "for_each": f"${{var.allowlist_bypass_enabled ? {{{listed}}} : {{}}}}",
+        "content": {
+            "name": "${rule.key}",
+            "priority": "${rule.value.priority}",
+            "action": {"allow": {}},
+            "statement": {"ip_set_reference_statement": {"arn": "${rule.value.arn}"}},
+            "visibility_config": _visibility_block("${var.name_prefix}-${rule.key}"),
+        },
     }
 
 
@@ -530,10 +715,15 @@ def _rate_rules() -> dict[str, Any]:
                                     "byte_match_statement": {
                                         "for_each": '${scope_down_statement.value.uri_path_prefix != "" ? [scope_down_statement.value.uri_path_prefix] : []}',
                                         "content": {
-                                            "search_string": "${byte_match_statement.value}",
+                                            "search_string": "${lower(byte_match_statement.value)}",
                                             "positional_constraint": "STARTS_WITH",
                                             "field_to_match": {"uri_path": {}},
-                                            "text_transformation": {"priority": 0, "type": "NONE"},
+                                            "text_transformation": [
+                                                {"priority": priority, "type": transformation}
+                                                for priority, transformation in enumerate(
+                                                    PATH_TRANSFORMATIONS
+                                                )
+                                            ],
                                         },
                                     },
                                     "geo_match_statement": {

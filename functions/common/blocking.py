@@ -27,6 +27,19 @@ MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 365 * 24 * 3600
 MAX_ADDRESSES_PER_REQUEST = 1_000
 
+# GuardDuty rates inbound brute force and port probes Low (1.0-3.9): the catalog, not the
+# severity, decides who is an attacker, so every catalog finding is acted on by default.
+DEFAULT_SEVERITY_THRESHOLD = 1.0
+# GuardDuty publishes a new finding within about five minutes, and then an update of an
+# ongoing finding at the detector's finding publishing frequency (six hours unless
+# changed). Each update extends the block, so a block must outlive that interval or an
+# active attacker is unblocked most of the time. The default is twice the frequency: a
+# block survives one late or missed update. See
+# https://docs.aws.amazon.com/guardduty/latest/ug/guardduty_findings_cloudwatch.html.
+PUBLISHING_FREQUENCIES = {"FIFTEEN_MINUTES": 900, "ONE_HOUR": 3600, "SIX_HOURS": 21600}
+TTL_PER_PUBLISHING_INTERVAL = 2
+DEFAULT_BLOCK_TTL_SECONDS = TTL_PER_PUBLISHING_INTERVAL * PUBLISHING_FREQUENCIES["SIX_HOURS"]
+
 
 @dataclass(frozen=True, slots=True)
 class Clock:

@@ -106,6 +106,8 @@ from functions.common import addresses, aws, report
 from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
     BACKOFF_BASE_SECONDS,
     BACKOFF_CAP_SECONDS,
+    DEFAULT_BLOCK_TTL_SECONDS,
+    DEFAULT_SEVERITY_THRESHOLD,
     MAX_ADDRESSES_PER_REQUEST,
     MAX_TTL_SECONDS,
     MIN_TTL_SECONDS,
@@ -206,8 +208,8 @@ class Config:
     capacity: int = 10
     directions: tuple[str, ...] = ("ingress",)
     allowlist: tuple[addresses.IPNetwork, ...] = ()
-    block_ttl_seconds: int = 3600
-    severity_threshold: float = 4.0
+    block_ttl_seconds: int = DEFAULT_BLOCK_TTL_SECONDS
+    severity_threshold: float = DEFAULT_SEVERITY_THRESHOLD
     notify_topic_arn: str = ""
 
     def __post_init__(self) -> None:
@@ -273,8 +275,10 @@ class Config:
             capacity=optional("CAPACITY", "10", int),
             directions=_json_strings(env, "DIRECTIONS", ["ingress"]),
             allowlist=allowlist,
-            block_ttl_seconds=optional("BLOCK_TTL_SECONDS", "3600", int),
-            severity_threshold=optional("SEVERITY_THRESHOLD", "4.0", float),
+            block_ttl_seconds=optional("BLOCK_TTL_SECONDS", str(DEFAULT_BLOCK_TTL_SECONDS), int),
+            severity_threshold=optional(
+                "SEVERITY_THRESHOLD", str(DEFAULT_SEVERITY_THRESHOLD), float
+            ),
             notify_topic_arn=env.get("NOTIFY_TOPIC_ARN", "").strip(),
         )
 

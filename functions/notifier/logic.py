@@ -69,6 +69,7 @@ class Kind(StrEnum):
     SECURITYHUB = "securityhub"
     SECURITYHUB_ACTION = "securityhub_custom_action"
     CONFIG = "config"
+    ALARM = "alarm"
     REMEDIATION = "remediation"
     EVENT = "event"
     JSON = "json"
@@ -80,6 +81,7 @@ _SOURCE_LABELS = {
     Kind.SECURITYHUB: "Security Hub",
     Kind.SECURITYHUB_ACTION: "Security Hub custom action",
     Kind.CONFIG: "AWS Config",
+    Kind.ALARM: "CloudWatch alarm",
     Kind.REMEDIATION: "Playbook remediation",
     Kind.EVENT: "EventBridge event",
     Kind.JSON: "JSON message",
@@ -337,6 +339,8 @@ def parse(message: str, subject: str | None = None) -> Notification:
                 return _from_remediation(event, detail, source)
         if isinstance(detail_type, str) and detail_type.strip():
             return _from_event(event, detail)
+        if isinstance(event.get("AlarmName"), str) and "NewStateValue" in event:
+            return _from_alarm(event)
     return _from_json(event, subject)
 
 
@@ -388,6 +392,21 @@ def _guardduty_action(action: dict[str, Any]) -> list[tuple[str, Any]]:
     dns = _dict(action.get("dnsRequestAction"))
     if dns:
         pairs.append(("Domain", dns.get("domain")))
+    rds = _dict(action.get("rdsLoginAttemptAction"))
+    if rds:
+        logins = [_dict(item) for item in _list(rds.get("LoginAttributes"))]
+        pairs += [
+            ("Remote IP", _remote_ip(rds.get("remoteIpDetails"))),
+            (
+                "Login attempts",
+                _joined(
+                    f"{_line(login.get('user'), 60)} via {_line(login.get('application'), 60)}: "
+                    f"{_line(login.get('failedLoginAttempts'), 10) or 0} failed, "
+                    f"{_line(login.get('successfulLoginAttempts'), 10) or 0} succeeded"
+                    for login in logins
+                ),
+            ),
+        ]
     kubernetes = _dict(action.get("kubernetesApiCallAction"))
     if kubernetes:
         verb = _line(kubernetes.get("verb"), 20)
@@ -615,6 +634,55 @@ def _from_remediation(event: dict[str, Any], detail: dict[str, Any], source: str
     )
 
 
+_ALARM_SEVERITIES = {"ALARM": "HIGH", "OK": "INFORMATIONAL", "INSUFFICIENT_DATA": "LOW"}
+
+
+def _from_alarm(alarm: dict[str, Any]) -> Notification:
+    """A CloudWatch alarm state change as SNS delivers it (the playbooks alarm on their
+    remediators' errors and dead-letter queues). See
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html."""
+    state = _line(alarm.get("NewStateValue"), 30)
+    name = _line(alarm.get("AlarmName"), 150)
+    trigger = _dict(alarm.get("Trigger"))
+    dimensions = ", ".join(
+        f"{_line(_dict(d).get('name'), 40)}={_line(_dict(d).get('value'), 120)}"
+        for d in _list(trigger.get("Dimensions"))
+    )
+    region = _line(alarm.get("AlarmArn"), 300).split(":")[3] if alarm.get("AlarmArn") else ""
+    return Notification(
+        kind=Kind.ALARM,
+        title=_truncate(f"{state}: {name}", TITLE_LIMIT),
+        severity=_ALARM_SEVERITIES.get(state, "UNKNOWN"),
+        account=_line(alarm.get("AWSAccountId"), 40),
+        region=region,
+        resources=_resources([dimensions]),
+        summary=_block(
+            "\n\n".join(
+                part
+                for part in (
+                    _line(alarm.get("AlarmDescription"), 600),
+                    _line(alarm.get("NewStateReason"), 800),
+                )
+                if part
+            ),
+            SUMMARY_LIMIT,
+        ),
+        details=_details(
+            [
+                ("Previous state", alarm.get("OldStateValue")),
+                (
+                    "Metric",
+                    f"{_line(trigger.get('Namespace'), 60)} {_line(trigger.get('MetricName'), 80)}",
+                ),
+                ("Changed at", alarm.get("StateChangeTime")),
+            ]
+        ),
+        link=_console(region, f"cloudwatch/home?region={region}#alarmsV2:alarm/{_quote(name)}")
+        if region and name
+        else None,
+    )
+
+
 def _from_event(event: dict[str, Any], detail: Any) -> Notification:
     return Notification(
         kind=Kind.EVENT,
@@ -748,21 +816,37 @@ def slack_payload(n: Notification) -> dict[str, Any]:
 
 
 _TEAMS_COLORS = {"CRITICAL": "Attention", "HIGH": "Attention", "MEDIUM": "Warning", "LOW": "Accent"}
+# Adaptive Card TextBlocks and Fact values render a Markdown subset, so finding text such
+# as "[Sign in](https://attacker.example)" would become a disguised link. Every Markdown
+# control character is backslash-escaped (CommonMark), list markers at a line start too.
+_TEAMS_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#|!~])")
+_TEAMS_LIST_MARKER = re.compile(r"^(\s*\d*)([-+.)])(?=\s)", re.MULTILINE)
+
+
+def _teams(text: str) -> str:
+    escaped = _TEAMS_MARKDOWN.sub(r"\\\1", text)
+    return _TEAMS_LIST_MARKER.sub(r"\1\\\2", escaped)
 
 
 def teams_payload(n: Notification) -> dict[str, Any]:
     """An Adaptive Card 1.4 message, the shape a Teams Workflows webhook flow accepts."""
     facts = [
-        {"title": "Account", "value": _shown(n.account)},
-        {"title": "Region", "value": _shown(n.region)},
+        {"title": "Account", "value": _teams(_shown(n.account))},
+        {"title": "Region", "value": _teams(_shown(n.region))},
         {
             "title": "Resources" if len(n.resources) > 1 else "Resource",
-            "value": _shown(", ".join(n.resources)),
+            "value": _teams(_shown(", ".join(n.resources))),
         },
-        *({"title": key, "value": value} for key, value in n.details),
+        *({"title": _teams(key), "value": _teams(value)} for key, value in n.details),
     ]
     body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": n.title, "weight": "Bolder", "size": "Large", "wrap": True},
+        {
+            "type": "TextBlock",
+            "text": _teams(n.title),
+            "weight": "Bolder",
+            "size": "Large",
+            "wrap": True,
+        },
         {
             "type": "TextBlock",
             "text": f"{n.severity} · {n.source}",
@@ -773,7 +857,7 @@ def teams_payload(n: Notification) -> dict[str, Any]:
         },
     ]
     if n.summary:
-        body.append({"type": "TextBlock", "text": n.summary, "wrap": True})
+        body.append({"type": "TextBlock", "text": _teams(n.summary), "wrap": True})
     body.append({"type": "FactSet", "facts": facts})
     card: dict[str, Any] = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",

@@ -48,6 +48,8 @@ from functions.common import addresses, aws, report
 from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
     BACKOFF_BASE_SECONDS,
     BACKOFF_CAP_SECONDS,
+    DEFAULT_BLOCK_TTL_SECONDS,
+    DEFAULT_SEVERITY_THRESHOLD,
     MAX_ADDRESSES_PER_REQUEST,
     MAX_TTL_SECONDS,
     MIN_TTL_SECONDS,
@@ -120,8 +122,8 @@ class Config:
     ipv6_set: IpSetRef
     scope: str
     allowlist: tuple[addresses.IPNetwork, ...] = ()
-    block_ttl_seconds: int = 3600
-    severity_threshold: float = 4.0
+    block_ttl_seconds: int = DEFAULT_BLOCK_TTL_SECONDS
+    severity_threshold: float = DEFAULT_SEVERITY_THRESHOLD
     max_addresses_per_set: int = WAF_MAX_ADDRESSES_PER_SET
     notify_topic_arn: str = ""
 
@@ -166,8 +168,8 @@ class Config:
             ipv6_set=IpSetRef(required("IPV6_SET_NAME"), required("IPV6_SET_ID")),
             scope=env.get("IP_SET_SCOPE", "").strip() or "REGIONAL",
             allowlist=allowlist,
-            block_ttl_seconds=number("BLOCK_TTL_SECONDS", "3600", int),
-            severity_threshold=number("SEVERITY_THRESHOLD", "4.0", float),
+            block_ttl_seconds=number("BLOCK_TTL_SECONDS", str(DEFAULT_BLOCK_TTL_SECONDS), int),
+            severity_threshold=number("SEVERITY_THRESHOLD", str(DEFAULT_SEVERITY_THRESHOLD), float),
             max_addresses_per_set=number("MAX_ADDRESSES_PER_SET", "10000", int),
             notify_topic_arn=env.get("NOTIFY_TOPIC_ARN", "").strip(),
         )

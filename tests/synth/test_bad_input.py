@@ -104,6 +104,58 @@ CASES = {
         ),
         "module notifications has no output 'topic_arm'",
     ),
+    "region-bound ids given to every region of an account": (
+        mutate("defaults.regions", ["us-east-1", "eu-west-1"])
+        | {
+            "accounts": [
+                {
+                    **GOOD["accounts"][0],
+                    "modules": {"nacl_blocklist": {"network_acl_ids": ["acl-0a1b2c3d4e5f67890"]}},
+                }
+            ]
+        },
+        "accounts[0].modules.nacl_blocklist.network_acl_ids: these ids exist in one region "
+        "only, and an id does not say which; this value would go to every region of the "
+        "account (us-east-1, eu-west-1): give it under accounts[0].region_modules.<region>",
+    ),
+    "an ARN of another region": (
+        mutate(
+            "accounts.0.region_modules",
+            {
+                "us-east-1": {
+                    "waf_shield": {
+                        "associated_resource_arns": {
+                            "web": "arn:aws:elasticloadbalancing:eu-west-1:111111111111:"
+                            "loadbalancer/app/web/50dc6c495c0c9188"
+                        }
+                    }
+                }
+            },
+        ),
+        "accounts[0].region_modules.us-east-1.waf_shield.associated_resource_arns: "
+        "arn:aws:elasticloadbalancing:eu-west-1:111111111111:loadbalancer/app/web/"
+        "50dc6c495c0c9188 is in eu-west-1, not in us-east-1",
+    ),
+    "settings for a region the account does not use": (
+        mutate("accounts.1.region_modules", {"eu-west-1": {"notifications": {}}}),
+        "accounts[1].region_modules.eu-west-1: not a region of this account (us-east-1)",
+    ),
+    "a rate rule named like the module's own rule": (
+        mutate(
+            "accounts.0.modules",
+            {"waf_shield": {"rate_rules": [{"name": "blocklist-ipv4", "limit": 100}]}},
+        ),
+        "accounts[0].modules.waf_shield.rate_rules[0]: Rate rule names must differ from the "
+        "module's own rules",
+    ),
+    "an allowlist too long for the Lambda environment": (
+        mutate(
+            "accounts.0.modules",
+            {"waf_shield": {"allowlist_cidrs": [f"2001:db8:{i:x}::/48" for i in range(200)]}},
+        ),
+        "accounts[0].modules.waf_shield.allowlist_cidrs: The allowlist must fit in 3000 "
+        "characters of JSON",
+    ),
     "duplicate account": (
         {**GOOD, "accounts": [GOOD["accounts"][0], dict(GOOD["accounts"][0])]},
         "accounts[1].name: duplicate account name 'one' (also accounts[0])",

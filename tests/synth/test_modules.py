@@ -147,6 +147,7 @@ def test_module_readme_lists_inputs_and_outputs(module: tuple[str, dict[str, Any
     for output_name in data["output"]:
         assert f"| `{output_name}` |" in readme
     function = REGISTRY[name].function
+    assert "## Limits" in readme, "what AWS enforces and the module checks"
     if function:
         from bundle.module import declared_permissions
 
@@ -239,9 +240,11 @@ def test_waf_shield_resources(dist: Path) -> None:
         assert blocklist["lifecycle"]["ignore_changes"] == ["addresses"], "the remediator owns them"
         assert blocklist["ip_address_version"] == f"IPV{version}"
     acl = resources["aws_wafv2_web_acl"]["web_acl"]
-    assert [r["priority"] for r in acl["rule"]] == [0, 1, 2, 3]
-    assert [r["name"] for r in acl["rule"][:2]] == ["allowlist-ipv4", "allowlist-ipv6"]
-    assert len(acl["dynamic"]["rule"]) == 2, "rate rules and managed groups"
+    assert [(r["name"], r["priority"]) for r in acl["rule"]] == [
+        ("blocklist-ipv4", 2),
+        ("blocklist-ipv6", 3),
+    ]
+    assert len(acl["dynamic"]["rule"]) == 3, "allowlist bypass, rate rules, managed groups"
     assert {p["error_message"][:20] for p in acl["lifecycle"]["precondition"]}
     log_group = resources["aws_cloudwatch_log_group"]["waf_logs"]
     assert log_group["name"].startswith("aws-waf-logs-")
@@ -250,7 +253,8 @@ def test_waf_shield_resources(dist: Path) -> None:
     assert table["ttl"] == {"attribute_name": "expires_at", "enabled": True}
     assert table["hash_key"] == "pk"
     lambda_block = resources["aws_lambda_function"]["waf_blocker"]
-    assert set(lambda_block["environment"]["variables"]) >= {
+    assert lambda_block["environment"]["variables"] == "${local.waf_blocker_environment}"
+    assert set(data["locals"]["waf_blocker_environment"]) >= {
         "STATE_TABLE", "IPV4_SET_NAME", "IPV4_SET_ID", "IPV6_SET_NAME", "IPV6_SET_ID",
         "IP_SET_SCOPE", "ALLOWLIST_CIDRS", "BLOCK_TTL_SECONDS", "SEVERITY_THRESHOLD",
         "MAX_ADDRESSES_PER_SET", "NOTIFY_TOPIC_ARN",
@@ -281,13 +285,18 @@ def test_nacl_blocklist_resources(dist: Path) -> None:
     data = load(dist / "modules" / "nacl_blocklist" / "main.tf.json")
     resources = data["resource"]
     function = resources["aws_lambda_function"]["nacl_blocker"]
-    variables = function["environment"]["variables"]
+    variables = data["locals"]["nacl_blocker_environment"]
     assert variables["NACL_IDS"] == "${jsonencode(local.guarded_acls)}"
     assert variables["DIRECTIONS"].startswith("${jsonencode(var.egress_enabled")
     conditions = [p["condition"] for p in function["lifecycle"]["precondition"]]
     assert "${var.rule_number_end >= var.rule_number_start}" in conditions
     assert any("var.capacity" in c for c in conditions)
-    assert "association.subnet-id" in json.dumps(data["data"]["aws_network_acls"]["from_subnets"])
+    lookups = data["data"]["aws_network_acls"]
+    assert "association.subnet-id" in json.dumps(lookups["from_subnets"])
+    assert lookups["from_subnets"]["count"] == "${var.create ? length(var.subnet_ids) : 0}"
+    assert "network-acl-id" in json.dumps(lookups["by_id"])
+    for lookup in lookups.values():
+        assert lookup["lifecycle"]["postcondition"], "a missing ACL fails the plan"
     assert data["variable"]["capacity"]["validation"][0]["condition"].endswith(
         "<= 20 && floor(var.capacity) == var.capacity}"
     )
@@ -314,3 +323,158 @@ def test_modules_compose_in_a_stack(dist: Path) -> None:
         dist / "environments" / "example" / "security-tooling-us-east-1" / "main.tf.json"
     )
     assert "nacl_blocklist" not in security["module"], "only the account that lists it"
+
+
+# --------------------------------------------------------------------------- real accounts
+# What AWS enforces and moto does not (issue 7); the apply tests show the behaviour.
+
+
+def resources_of(data: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    found: dict[str, Any] = data["resource"].get(resource_type, {})
+    return found
+
+
+def test_account_global_names_carry_the_region(module: tuple[str, dict[str, Any], Path]) -> None:
+    """IAM role names and Shield protection group ids are unique per account, not per
+    region: the same module applied in two regions of an account must not collide."""
+    _, data, _ = module
+    region = "${data.aws_region.region.id}"
+    for name, role in resources_of(data, "aws_iam_role").items():
+        assert region in role["name"], name
+        assert role["lifecycle"]["precondition"], "IAM's 64-character limit is checked at plan"
+    for name, group in resources_of(data, "aws_shield_protection_group").items():
+        assert region in group["protection_group_id"], name
+
+
+def test_every_role_takes_the_landing_zone_path_and_boundary(
+    module: tuple[str, dict[str, Any], Path],
+) -> None:
+    _, data, _ = module
+    for name, role in resources_of(data, "aws_iam_role").items():
+        assert role["path"] == "${var.iam_role_path}", name
+        assert "var.iam_permissions_boundary_arn" in role["permissions_boundary"], name
+
+
+def test_every_event_target_retries_and_keeps_what_it_cannot_deliver(
+    module: tuple[str, dict[str, Any], Path],
+) -> None:
+    _, data, _ = module
+    targets = resources_of(data, "aws_cloudwatch_event_target")
+    assert targets
+    for name, target in targets.items():
+        assert target["retry_policy"] == {
+            "maximum_event_age_in_seconds": 86400,
+            "maximum_retry_attempts": 185,
+        }, name
+        assert target["dead_letter_config"] == {"arn": "${aws_sqs_queue.events_dlq[0].arn}"}
+    queue = resources_of(data, "aws_sqs_queue")["events_dlq"]
+    assert "events.amazonaws.com" in queue["policy"] and "aws:SourceArn" in queue["policy"]
+    assert "events.amazonaws.com" in resources_of(data, "aws_kms_key")["this"]["policy"]
+
+
+def test_failures_raise_alarms_that_reach_people(module: tuple[str, dict[str, Any], Path]) -> None:
+    name, data, _ = module
+    alarms = resources_of(data, "aws_cloudwatch_metric_alarm")
+    function = REGISTRY[name].function
+    assert function is not None
+    expected = {f"{function}_errors", f"{function}_dlq_depth", "events_dlq_depth"}
+    assert set(alarms) >= expected
+    for alarm_name, alarm in alarms.items():
+        assert alarm["alarm_actions"] == alarm["ok_actions"], alarm_name
+        assert alarm["alarm_actions"].startswith("${"), alarm_name
+        assert alarm["threshold"] == 0 and alarm["treat_missing_data"] == "notBreaching"
+    if name == "notifications":
+        assert "aws_sns_topic.email" in alarms["notifier_errors"]["alarm_actions"]
+    else:
+        assert "var.notify_topic_arn" in alarms[f"{function}_errors"]["alarm_actions"]
+
+
+def test_reserved_concurrency_is_optional(module: tuple[str, dict[str, Any], Path]) -> None:
+    """Accounts whose concurrency quota is 10 cannot reserve any."""
+    _, data, _ = module
+    assert data["variable"]["reserved_concurrency"]["default"] == -1
+
+
+def test_lambda_environment_size_is_checked_at_plan(
+    module: tuple[str, dict[str, Any], Path],
+) -> None:
+    name, data, _ = module
+    function = REGISTRY[name].function
+    block = resources_of(data, "aws_lambda_function")[function]
+    # Modules add their own preconditions beside this one (nacl_blocklist, forensics).
+    (check,) = [p for p in block["lifecycle"]["precondition"] if "4 KB" in p["error_message"]]
+    assert f"local.{function}_environment" in check["condition"] and "4096" in check["condition"]
+
+
+def test_notifications_admit_cloudwatch_alarms(dist: Path) -> None:
+    data = load(dist / "modules" / "notifications" / "main.tf.json")
+    policy = data["resource"]["aws_sns_topic_policy"]["severity_policy"]["policy"]
+    assert "cloudwatch.amazonaws.com" in policy
+    assert "cloudwatch.amazonaws.com" in data["resource"]["aws_kms_key"]["this"]["policy"]
+
+
+def test_blocking_defaults_act_on_low_findings_for_as_long_as_guardduty_reports_them(
+    dist: Path,
+) -> None:
+    for name in ("waf_shield", "nacl_blocklist"):
+        data = load(dist / "modules" / name / "main.tf.json")
+        variables = data["variable"]
+        assert variables["severity_threshold"]["default"] == 1.0
+        assert variables["guardduty_finding_publishing_frequency"]["default"] == "SIX_HOURS"
+        assert variables["block_ttl_seconds"]["default"] == 0
+        function = REGISTRY[name].function
+        ttl = data["locals"][f"{function}_environment"]["BLOCK_TTL_SECONDS"]
+        assert "var.guardduty_finding_publishing_frequency" in ttl and "2 *" in ttl
+        allowlist = [v["condition"] for v in variables["allowlist_cidrs"]["validation"]]
+        assert any("length(jsonencode(var.allowlist_cidrs)) <= 3000" in c for c in allowlist)
+
+
+def test_waf_shield_plans_with_arns_unknown_until_apply(dist: Path) -> None:
+    """for_each keys must be known at plan: the maps' names, never the ARNs."""
+    resources = load(dist / "modules" / "waf_shield" / "main.tf.json")["resource"]
+    association = resources["aws_wafv2_web_acl_association"]["web_acl_association"]
+    assert association["for_each"].endswith("? var.associated_resource_arns : {}}")
+    protection = resources["aws_shield_protection"]["shield"]
+    assert protection["for_each"].endswith("? var.shield_resource_arns : {}}")
+    assert protection["name"] == "${var.name_prefix}-${each.key}"
+    mitigation = resources["aws_shield_application_layer_automatic_response"]
+    response = mitigation["shield_auto_mitigation"]
+    assert response["for_each"].endswith("? var.shield_automatic_mitigation : {}}")
+    assert set(response["depends_on"]) == {
+        "aws_shield_protection.shield",
+        "aws_wafv2_web_acl_association.web_acl_association",
+    }, "Shield mitigates only once the web ACL is on the resource"
+    group = resources["aws_shield_protection_group"]["shield_group"]
+    assert "36" in group["lifecycle"]["precondition"][0]["condition"]
+    messages = " ".join(
+        p["error_message"]
+        for p in resources["aws_wafv2_web_acl"]["web_acl"]["lifecycle"]["precondition"]
+    )
+    assert "must also be in associated_resource_arns" in messages
+    assert "rule name" in messages
+
+
+def test_waf_shield_rules_exempt_the_allowlist_and_normalise_login_paths(dist: Path) -> None:
+    data = load(dist / "modules" / "waf_shield" / "main.tf.json")
+    acl = data["resource"]["aws_wafv2_web_acl"]["web_acl"]
+    for rule in acl["rule"]:
+        statements = rule["statement"]["and_statement"]["statement"]
+        assert "ip_set_reference_statement" in statements[0]
+        exempt = statements[1]["not_statement"]["statement"]["ip_set_reference_statement"]
+        assert exempt["arn"].startswith("${aws_wafv2_ip_set.allow_ipv")
+        assert rule["visibility_config"]["sampled_requests_enabled"] == (
+            "${var.sampled_requests_enabled}"
+        )
+    bypass, rate, _ = acl["dynamic"]["rule"]
+    assert bypass["for_each"].startswith("${var.allowlist_bypass_enabled ?")
+    assert data["variable"]["allowlist_bypass_enabled"]["default"] is False
+    assert data["variable"]["sampled_requests_enabled"]["default"] is False
+    scope_down = rate["content"]["statement"]["rate_based_statement"]["dynamic"][
+        "scope_down_statement"
+    ]["content"]["dynamic"]["byte_match_statement"]["content"]
+    assert scope_down["text_transformation"] == [
+        {"priority": 0, "type": "URL_DECODE"},
+        {"priority": 1, "type": "NORMALIZE_PATH"},
+        {"priority": 2, "type": "LOWERCASE"},
+    ]
+    assert scope_down["search_string"] == "${lower(byte_match_statement.value)}"

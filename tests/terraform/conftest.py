@@ -86,6 +86,15 @@ def planned_changes(state: Any, root: Path, *extra: str) -> dict[str, set[str]]:
     return changes
 
 
+def plan_fails(state: Any, root: Path, *extra: str) -> str:
+    """Plan ``root`` against the applied state with ``extra`` arguments; the plan must
+    fail, and its output (the error) is returned."""
+    arguments = ["plan", "-input=false", "-no-color", f"-state={state.terraform.state_path}"]
+    result = terraform_in(state, root, [*arguments, *extra])
+    assert not result.ok, "the plan was expected to fail:\n" + result.output
+    return " ".join(result.output.split())
+
+
 def finding(name: str, **detail: Any) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
     event["detail"].update(detail)

@@ -23,7 +23,7 @@ import pytest
 from pytest_terraform import terraform
 
 from bundle.motoserver import InProcessContext
-from tests.terraform.conftest import MotoStack, finding, outputs, planned_changes
+from tests.terraform.conftest import MotoStack, finding, outputs, plan_fails, planned_changes
 
 pytestmark = pytest.mark.e2e
 
@@ -72,7 +72,7 @@ def test_guards_acls_by_id_and_by_subnet(nacl_blocklist_apply: Any) -> None:
     policy = (
         STACK[0]
         .client("iam")
-        .get_role_policy(RoleName="naclapply-nacl-blocker-role", PolicyName="least-privilege")
+        .get_role_policy(RoleName="naclapply-nacl-blocker-us-east-1", PolicyName="least-privilege")
     )
     statements = policy["PolicyDocument"]["Statement"]
     scoped = next(s for s in statements if "ec2:CreateNetworkAclEntry" in s["Action"])
@@ -80,6 +80,27 @@ def test_guards_acls_by_id_and_by_subnet(nacl_blocklist_apply: Any) -> None:
         f"arn:aws:ec2:us-east-1:123456789012:network-acl/{acl}"
         for acl in out["guarded_network_acl_ids"]
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        (
+            'extra_network_acl_ids=["acl-0123456789abcdef0"]',
+            "network_acl_ids names a network ACL that does not exist in this account and region",
+        ),
+        (
+            'extra_subnet_ids=["subnet-0123456789abcdef0"]',
+            "A subnet in subnet_ids has no network ACL in this account and region",
+        ),
+    ],
+)
+def test_an_acl_or_subnet_that_is_not_here_fails_the_plan(
+    nacl_blocklist_apply: Any, variable: str, message: str
+) -> None:
+    """An id of another region or account used to plan fine: the lookup came back empty,
+    the policy fell back to every ACL of the account and the remediator guarded nothing."""
+    assert message in plan_fails(nacl_blocklist_apply, ROOT_CONFIG, "-var", variable)
 
 
 def test_remediator_blocks_evicts_and_expires(

@@ -114,7 +114,7 @@ def test_role_policy_grants_only_declared_actions(notifications_apply: Any) -> N
     from functions.notifier.permissions import PERMISSIONS
 
     iam = client("iam")
-    role = "pbtest-notifier-role"
+    role = "pbtest-notifier-us-east-1"
     document = iam.get_role_policy(RoleName=role, PolicyName="least-privilege")["PolicyDocument"]
     statements = (
         document["Statement"] if isinstance(document, dict) else json.loads(document)["Statement"]
@@ -132,6 +132,47 @@ def test_role_policy_grants_only_declared_actions(notifications_apply: Any) -> N
     assert secret["Resource"] == [
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:pbtest/notifier-webhooks-??????"
     ]
+
+
+def test_roles_follow_the_landing_zone(notifications_apply: Any) -> None:
+    """Named per region (an account-wide name would collide in a second region), on the
+    given path and with the given permissions boundary."""
+    role = client("iam").get_role(RoleName="pbtest-notifier-us-east-1")["Role"]
+    assert role["Path"] == "/security/playbook/"
+    assert (
+        role["PermissionsBoundary"]["PermissionsBoundaryArn"]
+        == outputs(notifications_apply)["boundary_arn"]
+    )
+
+
+def test_failures_raise_alarms_and_undelivered_events_are_kept(notifications_apply: Any) -> None:
+    """moto's CloudWatch stores alarms but never runs their actions; the notifier's unit
+    tests read the message CloudWatch publishes (test_cloudwatch_alarms_read_as_alarms)."""
+    out = outputs(notifications_apply)
+    alarms = {
+        a["AlarmName"]: a
+        for a in client("cloudwatch").describe_alarms(AlarmNamePrefix="pbtest-")["MetricAlarms"]
+    }
+    assert set(alarms) == {
+        "pbtest-notifier-errors",
+        "pbtest-notifier-failed-events",
+        "pbtest-notifications-undelivered-events",
+    }
+    for alarm in alarms.values():
+        # the notifier's own alarms must reach people even when the notifier is down
+        assert set(alarm["AlarmActions"]) == {out["topic_arns"]["high"], out["email_topic_arn"]}
+        assert alarm["OKActions"] == alarm["AlarmActions"]
+    errors = alarms["pbtest-notifier-errors"]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": "pbtest-notifier"}]
+    events = client("events")
+    for rule in ("pbtest-guardduty-high", "pbtest-config-noncompliant"):
+        (target,) = events.list_targets_by_rule(Rule=rule)["Targets"]
+        assert target["RetryPolicy"] == {
+            "MaximumEventAgeInSeconds": 86400,
+            "MaximumRetryAttempts": 185,
+        }
+        assert target["DeadLetterConfig"]["Arn"].endswith(":pbtest-notifications-events-dlq")
 
 
 def test_finding_rules_route_by_severity(notifications_apply: Any) -> None:

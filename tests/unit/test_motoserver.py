@@ -36,3 +36,18 @@ def test_pointed_at_restores_what_was_there(monkeypatch: pytest.MonkeyPatch) -> 
         assert os.environ["AWS_REGION"] == FAKE_CREDENTIALS["AWS_REGION"]
     assert os.environ["AWS_REGION"] == "eu-west-1"
     assert "AWS_ENDPOINT_URL" not in os.environ
+
+
+def test_the_server_knows_the_network_acl_id_filter_aws_documents() -> None:
+    """moto 5.2 raises FilterNotImplementedError for DescribeNetworkAcls' network-acl-id
+    filter, which nacl_blocklist's lookups use; the project's server fills that gap."""
+    with moto_server() as server, pointed_at(server.endpoint):
+        ec2 = boto3.client("ec2", region_name="us-east-1")
+        vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+        acl = ec2.create_network_acl(VpcId=vpc)["NetworkAcl"]["NetworkAclId"]
+        found = ec2.describe_network_acls(Filters=[{"Name": "network-acl-id", "Values": [acl]}])
+        assert [a["NetworkAclId"] for a in found["NetworkAcls"]] == [acl]
+        missing = ec2.describe_network_acls(
+            Filters=[{"Name": "network-acl-id", "Values": ["acl-0123456789abcdef0"]}]
+        )
+        assert missing["NetworkAcls"] == []

@@ -240,9 +240,11 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
             "DIRECTIONS": '["ingress"]',
             "ALLOWLIST_CIDRS": '["52.94.0.0/22", "2600:1f18::/36"]',
             "NOTIFY_TOPIC_ARN": topic_arn,
+            # The expiries these tests expect count in hours; the module's default is 12.
+            "BLOCK_TTL_SECONDS": "3600",
         }.items():
             monkeypatch.setenv(key, value)
-        for key in ("CAPACITY", "BLOCK_TTL_SECONDS", "SEVERITY_THRESHOLD"):
+        for key in ("CAPACITY", "SEVERITY_THRESHOLD"):
             monkeypatch.delenv(key, raising=False)
         with record_calls() as calls:
             counted: list[str] = []
@@ -337,7 +339,7 @@ def test_blocks_the_inbound_attacker_records_it_and_reports(env: Env) -> None:
 
     (sent,) = env.reports()
     assert sent["source"] == "playbook.nacl_blocker"
-    assert sent["detail"]["severity"] == "MEDIUM"
+    assert sent["detail"]["severity"] == "LOW", "GuardDuty rates an inbound SSH brute force Low"
     assert sent["detail"]["findingId"] == event["detail"]["id"]
     assert sent["detail"]["actions"] == [
         f"Denied {SSH_SOURCE} in {env.acl} ingress as rule 71 until 2025-06-15T16:06:40Z"
@@ -418,7 +420,7 @@ def test_nothing_blockable_means_no_acl_write_but_people_are_told(env: Env) -> N
     ("mutate", "reason"),
     [
         (lambda d: d.update(type="Recon:EC2/Portscan"), "does not name a blockable attacker"),
-        (lambda d: d.update(severity=3.9), "severity 3.9 is below the threshold 4.0"),
+        (lambda d: d.update(severity=0.9), "severity 0.9 is below the threshold 1.0"),
     ],
 )
 def test_findings_outside_the_catalog_or_below_threshold_are_ignored(
@@ -931,9 +933,9 @@ def test_configuration_defaults() -> None:
     assert (config.capacity, config.directions, config.block_ttl_seconds) == (
         10,
         ("ingress",),
-        3600,
+        43200,
     )
-    assert (config.severity_threshold, config.notify_topic_arn, config.allowlist) == (4.0, "", ())
+    assert (config.severity_threshold, config.notify_topic_arn, config.allowlist) == (1.0, "", ())
     assert config.rule_numbers == range(71, 81)
     both = logic.Config.from_env({**BASE_ENV, "DIRECTIONS": '["ingress", "egress"]'})
     assert both.directions == ("ingress", "egress")

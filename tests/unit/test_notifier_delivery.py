@@ -166,15 +166,15 @@ def test_handler_delivers_to_every_channel(
     (teams,) = configured.posts("teams")
     assert teams["attachments"][0]["content"]["body"][0]["text"] == GUARDDUTY_TITLE
     (chime,) = configured.posts("chime")
-    assert chime["Content"].startswith(f"[HIGH] GuardDuty: {GUARDDUTY_TITLE}")
+    assert chime["Content"].startswith(f"[MEDIUM] GuardDuty: {GUARDDUTY_TITLE}")
 
     (mail,) = inbox.messages()
     assert mail["MessageId"] == record["emailMessageId"]
-    assert mail["Subject"].startswith("[HIGH] GuardDuty: EC2 instance i-0a1b2c3d4e5f67890")
+    assert mail["Subject"].startswith("[MEDIUM] GuardDuty: EC2 instance i-0a1b2c3d4e5f67890")
     body = mail["Message"]
     assert body.startswith(f"{GUARDDUTY_TITLE}\n")
     for line in (
-        "Severity: HIGH",
+        "Severity: MEDIUM",
         "Account:  123456789012",
         "Region:   us-east-1",
         "Resource: i-0a1b2c3d4e5f67890",

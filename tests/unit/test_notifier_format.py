@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,17 @@ def load(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 
 
+def teams_as_read(payload: dict[str, Any]) -> str:
+    """The card as Teams shows it: its Markdown escapes (a backslash before a character,
+    doubled in JSON) resolved."""
+    return re.sub(r"\\\\(.)", r"\1", json.dumps(payload, ensure_ascii=False))
+
+
 def every_rendering(n: Notification) -> dict[str, str]:
     """Each channel's output as the text a reader (or a JSON parser) receives."""
     return {
         "slack": json.dumps(logic.slack_payload(n), ensure_ascii=False),
-        "teams": json.dumps(logic.teams_payload(n), ensure_ascii=False),
+        "teams": teams_as_read(logic.teams_payload(n)),
         "chime": logic.chime_payload(n)["Content"],
         "email": logic.email_body(n),
     }
@@ -50,7 +57,7 @@ SAMPLES = {
         kind=Kind.GUARDDUTY,
         title="EC2 instance i-0a1b2c3d4e5f67890 is communicating outbound with a custom "
         "threat list IP address.",
-        severity="HIGH",
+        severity="MEDIUM",
         account="123456789012",
         region="us-east-1",
         resource="i-0a1b2c3d4e5f67890",
@@ -165,11 +172,11 @@ def test_slack_payload_structure() -> None:
 
     header, fields, summary, details, actions = payload["blocks"]
     assert header == {"type": "header", "text": {"type": "plain_text", "text": n.title}}
-    assert {"type": "mrkdwn", "text": "*Severity*\nHIGH"} in fields["fields"]
+    assert {"type": "mrkdwn", "text": "*Severity*\nMEDIUM"} in fields["fields"]
     assert summary["text"]["text"] == n.summary
     assert "*Remote IP:* 198.51.100.23 (Netherlands, Example Hosting)" in details["text"]["text"]
     assert actions["elements"][0]["url"] == n.link
-    assert payload["text"].startswith("[HIGH] GuardDuty: EC2 instance")
+    assert payload["text"].startswith("[MEDIUM] GuardDuty: EC2 instance")
 
 
 def test_teams_payload_is_an_adaptive_card_message() -> None:
@@ -423,7 +430,7 @@ def test_email_subject_is_ascii_single_line_and_short() -> None:
 
     assert subject.isascii() and "\n" not in subject
     assert len(subject) < 100
-    assert subject.startswith("[HIGH] GuardDuty: Uberwachung fur Prod")
+    assert subject.startswith("[MEDIUM] GuardDuty: Uberwachung fur Prod")
     assert subject.endswith("...")
 
 
@@ -533,3 +540,81 @@ def test_remediation_report_subject_is_what_sns_accepts() -> None:
     assert subject.isascii() and "\n" not in subject
     assert subject.startswith("[HIGH] Blocked 203.0.113.9 cafe xxx")
     assert subject.endswith("...")
+
+
+def test_teams_cards_never_turn_finding_text_into_links_or_formatting() -> None:
+    """Adaptive Card TextBlocks and Fact values render Markdown: untrusted text such as a
+    Kubernetes request URI or a Security Hub description must not become a disguised
+    link, emphasis or a list."""
+    event = load("gd_waf_kubernetes_tor_ip_caller.json")
+    disguised = "[Open the runbook](https://attacker.example/steal)"
+    event["detail"]["title"] = f"**Urgent** {disguised}"
+    event["detail"]["description"] = f"- step one\n1. {disguised}\n_now_ `code` # heading"
+    action = event["detail"]["service"]["action"]["kubernetesApiCallAction"]
+    action["requestUri"] = f"/api/v1/namespaces/{disguised}"
+    card = logic.teams_payload(logic.parse(json.dumps(event)))["attachments"][0]["content"]
+    texts = [block["text"] for block in card["body"] if block["type"] == "TextBlock"]
+    (facts,) = [block["facts"] for block in card["body"] if block["type"] == "FactSet"]
+    texts += [fact["value"] for fact in facts] + [fact["title"] for fact in facts]
+    for text in texts:
+        # every Markdown control character is preceded by a backslash
+        assert not re.search(r"(?<!\\)[\[\]()*_`#]", text), text
+        assert not re.search(r"^\s*(?:[-+]|\d+[.)])\s", text, re.MULTILINE), text
+    assert any("\\[Open the runbook\\]\\(https://attacker.example/steal\\)" in t for t in texts)
+    shown = teams_as_read(logic.teams_payload(logic.parse(json.dumps(event))))
+    assert disguised in shown, "the reader still sees the text itself"
+
+
+def test_rds_login_findings_show_the_remote_address_and_the_attempts() -> None:
+    n = logic.parse(json.dumps(load("gd_waf_rds_malicious_ip_failed_login.json")))
+    details = dict(n.details)
+    assert details["Remote IP"] == "141.98.11.23 (Lithuania, UAB Host Baltic)"
+    assert details["Login attempts"] == "postgres via psql: 12 failed, 0 succeeded"
+
+
+def test_cloudwatch_alarms_read_as_alarms() -> None:
+    """The shape CloudWatch publishes to SNS when an alarm changes state (the remediators'
+    error and dead-letter alarms publish to the severity topics)."""
+    alarm = {
+        "AlarmName": "playbook-waf-blocker-errors",
+        "AlarmDescription": "The waf_blocker remediator failed; see its log group.",
+        "AWSAccountId": "123456789012",
+        "AlarmConfigurationUpdatedTimestamp": "2026-12-01T10:00:00.000+0000",
+        "NewStateValue": "ALARM",
+        "NewStateReason": "Threshold Crossed: 1 datapoint [2.0 (02/12/26 09:55:00)] was "
+        "greater than the threshold (0.0).",
+        "StateChangeTime": "2026-12-02T10:00:41.000+0000",
+        "Region": "US East (N. Virginia)",
+        "AlarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:playbook-waf-blocker-errors",
+        "OldStateValue": "OK",
+        "OKActions": [],
+        "AlarmActions": ["arn:aws:sns:us-east-1:123456789012:playbook-high"],
+        "InsufficientDataActions": [],
+        "Trigger": {
+            "MetricName": "Errors",
+            "Namespace": "AWS/Lambda",
+            "StatisticType": "Statistic",
+            "Statistic": "SUM",
+            "Unit": None,
+            "Dimensions": [{"value": "playbook-waf-blocker", "name": "FunctionName"}],
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "Threshold": 0.0,
+            "TreatMissingData": "notBreaching",
+        },
+    }
+    n = logic.parse(json.dumps(alarm), subject='ALARM: "playbook-waf-blocker-errors"')
+    assert (n.kind, n.severity, n.account, n.region) == (
+        Kind.ALARM,
+        "HIGH",
+        "123456789012",
+        "us-east-1",
+    )
+    assert n.title == "ALARM: playbook-waf-blocker-errors"
+    assert n.resources == ("FunctionName=playbook-waf-blocker",)
+    assert "see its log group" in n.summary and "Threshold Crossed" in n.summary
+    assert dict(n.details)["Metric"] == "AWS/Lambda Errors"
+    assert n.link is not None and "alarm/playbook-waf-blocker-errors" in n.link
+    cleared = logic.parse(json.dumps(alarm | {"NewStateValue": "OK", "OldStateValue": "ALARM"}))
+    assert cleared.severity == "INFORMATIONAL"

@@ -187,6 +187,8 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
             "IP_SET_SCOPE": "REGIONAL",
             "ALLOWLIST_CIDRS": '["52.94.0.0/22", "2600:1f18::/36"]',
             "NOTIFY_TOPIC_ARN": topic_arn,
+            # The expiries these tests expect count in hours; the module's default is 12.
+            "BLOCK_TTL_SECONDS": "3600",
         }.items():
             monkeypatch.setenv(key, value)
         with record_calls() as calls:
@@ -265,7 +267,7 @@ def test_blocks_the_inbound_attacker_records_it_and_reports(env: Env) -> None:
     (sent,) = env.reports()
     assert sent["source"] == "playbook.waf_blocker"
     assert sent["account"] == ACCOUNT
-    assert sent["detail"]["severity"] == "MEDIUM"
+    assert sent["detail"]["severity"] == "LOW", "GuardDuty rates an inbound SSH brute force Low"
     assert sent["detail"]["findingId"] == event["detail"]["id"]
     assert sent["detail"]["actions"] == [
         "Blocked 185.220.101.46/32 in WAF IP set blocklist-ipv4 until 2025-06-15T16:06:40Z"
@@ -330,7 +332,7 @@ def test_nothing_blockable_means_no_waf_write_but_people_are_told(env: Env) -> N
     ("mutate", "reason"),
     [
         (lambda d: d.update(type="Recon:EC2/Portscan"), "does not name a blockable attacker"),
-        (lambda d: d.update(severity=3.9), "severity 3.9 is below the threshold 4.0"),
+        (lambda d: d.update(severity=0.9), "severity 0.9 is below the threshold 1.0"),
     ],
 )
 def test_findings_outside_the_catalog_or_below_threshold_are_ignored(
@@ -684,8 +686,8 @@ def test_configuration_defaults() -> None:
     )
     assert (config.scope, config.block_ttl_seconds, config.severity_threshold) == (
         "REGIONAL",
-        3600,
-        4.0,
+        43200,
+        1.0,
     )
     assert (config.max_addresses_per_set, config.notify_topic_arn, config.allowlist) == (
         10_000,

@@ -31,18 +31,19 @@ provider "aws" {
   s3_use_path_style           = true
   max_retries                 = 3
   endpoints {
-    ec2    = var.endpoint
-    events = var.endpoint
-    iam    = var.endpoint
-    kms    = var.endpoint
-    lambda = var.endpoint
-    logs   = var.endpoint
-    s3     = var.endpoint
-    sfn    = var.endpoint
-    sns    = var.endpoint
-    sqs    = var.endpoint
-    ssm    = var.endpoint
-    sts    = var.endpoint
+    cloudwatch = var.endpoint
+    ec2        = var.endpoint
+    events     = var.endpoint
+    iam        = var.endpoint
+    kms        = var.endpoint
+    lambda     = var.endpoint
+    logs       = var.endpoint
+    s3         = var.endpoint
+    sfn        = var.endpoint
+    sns        = var.endpoint
+    sqs        = var.endpoint
+    ssm        = var.endpoint
+    sts        = var.endpoint
   }
 }
 

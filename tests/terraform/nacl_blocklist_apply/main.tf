@@ -21,6 +21,18 @@ variable "layer_zip" {
   description = "Path of the stand-in layer zip written by the test."
 }
 
+variable "extra_network_acl_ids" {
+  type        = list(string)
+  description = "ACL ids the test adds to plan a mistake (one that exists nowhere)."
+  default     = []
+}
+
+variable "extra_subnet_ids" {
+  type        = list(string)
+  description = "Subnet ids the test adds to plan a mistake (one that exists nowhere)."
+  default     = []
+}
+
 provider "aws" {
   region                      = "us-east-1"
   access_key                  = "testing"
@@ -30,16 +42,17 @@ provider "aws" {
   skip_region_validation      = true
   max_retries                 = 3
   endpoints {
-    dynamodb = var.endpoint
-    ec2      = var.endpoint
-    events   = var.endpoint
-    iam      = var.endpoint
-    kms      = var.endpoint
-    lambda   = var.endpoint
-    logs     = var.endpoint
-    sns      = var.endpoint
-    sqs      = var.endpoint
-    sts      = var.endpoint
+    cloudwatch = var.endpoint
+    dynamodb   = var.endpoint
+    ec2        = var.endpoint
+    events     = var.endpoint
+    iam        = var.endpoint
+    kms        = var.endpoint
+    lambda     = var.endpoint
+    logs       = var.endpoint
+    sns        = var.endpoint
+    sqs        = var.endpoint
+    sts        = var.endpoint
   }
 }
 
@@ -106,8 +119,8 @@ module "nacl_blocklist" {
   source = "../../../dist/modules/nacl_blocklist"
 
   name_prefix          = "naclapply"
-  network_acl_ids      = [aws_network_acl.web.id]
-  subnet_ids           = [aws_subnet.data.id]
+  network_acl_ids      = concat([aws_network_acl.web.id], var.extra_network_acl_ids)
+  subnet_ids           = concat([aws_subnet.data.id], var.extra_subnet_ids)
   rule_number_start    = 10
   rule_number_end      = 14
   capacity             = 3

@@ -34,6 +34,7 @@ provider "aws" {
   skip_region_validation      = true
   max_retries                 = 3
   endpoints {
+    cloudwatch     = var.endpoint
     events         = var.endpoint
     iam            = var.endpoint
     kms            = var.endpoint
@@ -65,6 +66,15 @@ resource "aws_secretsmanager_secret_version" "webhooks" {
   secret_string = jsonencode(var.webhook_urls)
 }
 
+# A landing zone's permissions boundary, which every role of the module must carry.
+resource "aws_iam_policy" "boundary" {
+  name = "pbtest-boundary"
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "*", Resource = "*" }]
+  })
+}
+
 module "notifications" {
   source = "../../../dist/modules/notifications"
 
@@ -74,6 +84,9 @@ module "notifications" {
   powertools_layer_arn = aws_lambda_layer_version.powertools.arn
   reserved_concurrency = 3
   tags                 = { Team = "secops" }
+
+  iam_role_path                = "/security/playbook/"
+  iam_permissions_boundary_arn = aws_iam_policy.boundary.arn
 }
 
 # No https_endpoints here: moto POSTs to https subscribers itself on every publish, and
@@ -124,6 +137,10 @@ output "notifier_dlq_arn" {
 
 output "event_rule_arns" {
   value = module.notifications.event_rule_arns
+}
+
+output "boundary_arn" {
+  value = aws_iam_policy.boundary.arn
 }
 
 output "high_subscriber_url" {

@@ -26,6 +26,12 @@ variable "shield" {
   default     = false
 }
 
+variable "mitigate_unassociated" {
+  type        = bool
+  description = "Plan automatic mitigation for a resource without this web ACL (must fail)."
+  default     = false
+}
+
 provider "aws" {
   region                      = "us-east-1"
   access_key                  = "testing"
@@ -35,17 +41,20 @@ provider "aws" {
   skip_region_validation      = true
   max_retries                 = 3
   endpoints {
-    dynamodb = var.endpoint
-    events   = var.endpoint
-    iam      = var.endpoint
-    kms      = var.endpoint
-    lambda   = var.endpoint
-    logs     = var.endpoint
-    shield   = var.endpoint
-    sns      = var.endpoint
-    sqs      = var.endpoint
-    sts      = var.endpoint
-    wafv2    = var.endpoint
+    cloudwatch = var.endpoint
+    dynamodb   = var.endpoint
+    ec2        = var.endpoint
+    elbv2      = var.endpoint
+    events     = var.endpoint
+    iam        = var.endpoint
+    kms        = var.endpoint
+    lambda     = var.endpoint
+    logs       = var.endpoint
+    shield     = var.endpoint
+    sns        = var.endpoint
+    sqs        = var.endpoint
+    sts        = var.endpoint
+    wafv2      = var.endpoint
   }
 }
 
@@ -55,6 +64,27 @@ resource "aws_lambda_layer_version" "powertools" {
   layer_name          = "wafapply-powertools-stand-in"
   filename            = var.layer_zip
   compatible_runtimes = ["python3.12"]
+}
+
+# The consumer's own load balancer, created in the same apply: its ARN is unknown at plan,
+# which is the normal case and must plan (for_each keys are the map's names).
+data "aws_availability_zones" "here" {}
+
+resource "aws_vpc" "this" {
+  cidr_block = "10.43.0.0/16"
+}
+
+resource "aws_subnet" "web" {
+  count             = 2
+  vpc_id            = aws_vpc.this.id
+  cidr_block        = "10.43.${count.index}.0/24"
+  availability_zone = data.aws_availability_zones.here.names[count.index]
+}
+
+resource "aws_lb" "web" {
+  name               = "wafapply-web"
+  load_balancer_type = "application"
+  subnets            = aws_subnet.web[*].id
 }
 
 # Where the remediator reports: a topic with a queue standing in for people.
@@ -89,9 +119,17 @@ module "waf_shield" {
     { name = "AWSManagedRulesCommonRuleSet", rule_overrides_to_count = ["SizeRestrictions_BODY"] },
     { name = "AWSManagedRulesKnownBadInputsRuleSet" },
   ]
+  associated_resource_arns  = { web = aws_lb.web.arn }
   create_shield_protections = var.shield
-  shield_resource_arns      = var.shield ? ["arn:aws:cloudfront::123456789012:distribution/E1EXAMPLE"] : []
-  tags                      = { Team = "secops" }
+  shield_resource_arns = var.shield ? {
+    web    = aws_lb.web.arn
+    static = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/static/50dc6c495c0c9188"
+  } : {}
+  shield_automatic_mitigation = var.shield ? merge(
+    { web = "count" },
+    var.mitigate_unassociated ? { static = "block" } : {},
+  ) : {}
+  tags = { Team = "secops" }
 }
 
 output "web_acl_arn" {
@@ -120,6 +158,10 @@ output "state_table_name" {
 
 output "waf_blocker_function_arn" {
   value = module.waf_shield.waf_blocker_function_arn
+}
+
+output "load_balancer_arn" {
+  value = aws_lb.web.arn
 }
 
 output "reports_url" {
