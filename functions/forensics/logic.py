@@ -803,16 +803,33 @@ def revoke_credentials(case: Case) -> dict[str, Any]:
             raise
         roles = []
         actions.append(f"instance profile {profile_name} no longer exists; no role to revoke")
-    revoked = []
+    revoked, refused = [], []
     for role in roles:
-        revocation = sessions.revoke_older_sessions(role["RoleName"], case.now())
+        try:
+            revocation = sessions.revoke_older_sessions(role["RoleName"], case.now())
+        except Exception as exc:
+            # A role outside the module's instance_role_arns: say so loudly, and go on to
+            # cut the network (the profile is already gone, so no new credentials come).
+            if aws.error_code(exc) not in ("AccessDenied", "AccessDeniedException"):
+                raise
+            refused.append(role["RoleName"])
+            actions.append(
+                f"NOT revoked: sessions of role {role['RoleName']} (access denied: the role "
+                "is outside instance_role_arns); revoke them by hand"
+            )
+            continue
         revoked.append({"role": role["RoleName"], "before": revocation.cutoff})
         actions.append(
             f"revoked sessions of role {role['RoleName']} issued before {revocation.cutoff} "
             f"(inline policy {sessions.POLICY_NAME})"
         )
     return _result(
-        "revoke_credentials", "done", actions, instanceProfile=profile_arn, revoked=revoked
+        "revoke_credentials",
+        "done",
+        actions,
+        instanceProfile=profile_arn,
+        revoked=revoked,
+        notRevoked=refused,
     )
 
 
@@ -1100,6 +1117,8 @@ def notify(case: Case, payload: Mapping[str, Any]) -> dict[str, Any]:
     published = ""
     if case.config.notify_topic_arn:
         lines = [f"{s['step']}: {s['tag']}" for s in summary["steps"]]
+        # What a step could not do must not hide behind its "done".
+        lines += [a for s in summary["steps"] for a in s["actions"] if a.startswith("NOT ")]
         if error:
             lines.append(f"error: {error.get('Error')}: {str(error.get('Cause'))[:300]}")
         message = report.remediation_report(
@@ -1108,7 +1127,9 @@ def notify(case: Case, payload: Mapping[str, Any]) -> dict[str, Any]:
             severity=severity,
             summary=f"Evidence in {summary['evidence']}. {case.target.reason}".strip(),
             actions=lines,
-            account=str(case.instance.get("NetworkInterfaces", [{}])[0].get("OwnerId", "")),
+            account=next(
+                (str(e.get("OwnerId", "")) for e in case.instance.get("NetworkInterfaces", [])), ""
+            ),
             region=aws.client("ec2").meta.region_name,
             resources=[case.instance_id],
             finding_id=summary["findingId"],

@@ -254,6 +254,27 @@ def test_rerun_after_a_partial_failure_finishes_the_rest(world: World) -> None:
     assert world.snapshots() == snapshots
 
 
+def test_a_role_the_workflow_may_not_touch_is_reported_and_isolation_goes_on(
+    world: World,
+) -> None:
+    """IAM answers AccessDenied for a role outside instance_role_arns (injected: moto does
+    not evaluate the caller's policies in-process)."""
+
+    def denied(model: Any, **_: Any) -> None:
+        if model.name == "PutRolePolicy":
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, model.name)
+
+    aws.reset()
+    world.rehook()
+    aws.session().events.register("before-call.iam", denied, unique_id="tests-deny-iam")
+    execution = world.execute(operator(world))
+    assert execution["status"] == "SUCCEEDED"
+    revoke = step_results(world, execution)["revoke_credentials"]
+    assert revoke["details"]["notRevoked"] == [world.role_name]
+    assert any(a.startswith("NOT revoked: sessions of role") for a in revoke["actions"])
+    assert world.tags()["forensics:isolate_network"].startswith("done")
+
+
 def test_a_failed_swap_restores_the_original_groups(world: World) -> None:
     """The ENI's groups are changed, then the step fails: the catch puts them back."""
     calls = {"n": 0}
