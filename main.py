@@ -120,20 +120,24 @@ def check(
 
 @app.command()
 def demo() -> None:
-    """Run the incident playbook locally: moto server, terraform apply, findings, expiry.
+    """Run the incident playbooks locally: moto server, terraform apply, findings, expiry.
 
     Applies the generated notifications and waf_shield modules to a moto server on
     127.0.0.1 with the real Terraform and AWS provider, sends sample GuardDuty findings
     through the waf_blocker remediator, shows each decision, the WAF IP sets and the
-    e-mail people receive, moves the clock past the expiry, sweeps, and destroys.
+    e-mail people receive, moves the clock past the expiry, sweeps, and destroys. Then
+    applies the forensics module beside an Auto Scaling group and isolates its instance
+    step by step, showing each step, the account after and the evidence kept.
     """
     from bundle import demo as playbook
+    from bundle import demo_forensics
     from bundle import synth as synthesis
 
     started = time.perf_counter()
     with console.status("synthesising modules") as status:
         synthesis.synth([], progress=lambda text: status.update(text))
         steps, timings = playbook.run(progress=lambda text: status.update(text))
+        isolation = demo_forensics.run(progress=lambda text: status.update(text))
     # One block per step rather than one wide table: it stays readable at 80 columns,
     # which is what a pipeline log or a pipe gives.
     console.rule("GuardDuty -> WAF + NACL: the playbook, step by step")
@@ -152,9 +156,34 @@ def demo() -> None:
             console.print(f"[bold]{number}.[/] (nothing to report)")
         for email in step.emails:
             console.print(f"[bold]{number}.[/] " + "\n   ".join(playbook.email_excerpt(email)))
+    _print_isolation(isolation)
     console.print(
         f"apply {timings['apply']:.0f} s, playbook {timings['playbook']:.1f} s, "
         f"destroy {timings['destroy']:.0f} s, total {time.perf_counter() - started:.0f} s"
+    )
+
+
+def _print_isolation(isolation: object) -> None:
+    """The forensics part of the demo: each step, the account after, the evidence kept."""
+    from bundle.demo_forensics import Isolation
+
+    assert isinstance(isolation, Isolation)
+    console.rule(f"GuardDuty {isolation.finding} -> forensic isolation, step by step")
+    console.print(f"instance {isolation.instance_id}: execution {isolation.outcome}")
+    for number, step in enumerate(isolation.steps, 1):
+        console.print(Text(f"{number}. {step.state}: {step.status}", style="bold"))
+        for action in step.actions:
+            console.print(Padding(Text(action), (0, 0, 0, 3)))
+    console.rule("The account after the isolation")
+    for line in isolation.after:
+        console.print(Text(line))
+    console.rule("Evidence kept (Object Lock bucket; sha256 held by S3)")
+    for key, size, digest in isolation.evidence:
+        console.print(Text(f"{key.split('/', 3)[-1]}  {size} B  sha256 {digest[:16]}..."))
+    console.print(f"report sent: {isolation.report_title or '(none)'}")
+    console.print(
+        f"forensics: apply {isolation.timings['apply']:.0f} s, workflow "
+        f"{isolation.timings['workflow']:.1f} s, destroy {isolation.timings['destroy']:.0f} s"
     )
 
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from bundle.module import ModuleStack
+from modules.forensics import ForensicsModule
 from modules.nacl_blocklist import NaclBlocklistModule
 from modules.notifications import NotificationsModule
 from modules.waf_shield import WafShieldModule
 
 REGISTRY: dict[str, type[ModuleStack]] = {
-    module.name: module for module in (NotificationsModule, WafShieldModule, NaclBlocklistModule)
+    module.name: module
+    for module in (
+        NotificationsModule,
+        WafShieldModule,
+        NaclBlocklistModule,
+        ForensicsModule,
+    )
 }

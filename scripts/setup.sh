@@ -3,6 +3,7 @@
 #   .venv          the project and its dev tools
 #   .venv-checkov  checkov alone (it pins its own boto3 and clashes with python-hcl2)
 #   .tools/node    a jsii-supported Node.js (>= 22) when the system one is older
+#   .tools/asl     asl-validator, the Amazon States Language validator the tests run
 # Each step records a stamp keyed on its inputs, so a second run costs seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,5 +43,14 @@ if [[ "${system_major:-0}" -lt 22 ]]; then
     npm install --silent --no-audit --no-fund --prefix .tools/node "$NODE_SPEC" >/dev/null
     stamp_set node "$NODE_SPEC"
   fi
+fi
+# The forensics workflow's state machine is checked by a real Amazon States Language
+# validator (tests/unit/test_forensics_workflow.py).
+ASL_SPEC="asl-validator@4.0.0"
+if ! stamp_ok asl "$ASL_SPEC" || [[ ! -x .tools/asl/node_modules/.bin/asl-validator ]]; then
+  echo "setup: installing $ASL_SPEC into .tools/asl"
+  mkdir -p .tools/asl
+  npm install --silent --no-audit --no-fund --prefix .tools/asl "$ASL_SPEC" >/dev/null
+  stamp_set asl "$ASL_SPEC"
 fi
 echo "setup: ready"

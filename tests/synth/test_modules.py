@@ -401,11 +401,8 @@ def test_lambda_environment_size_is_checked_at_plan(
     name, data, _ = module
     function = REGISTRY[name].function
     block = resources_of(data, "aws_lambda_function")[function]
-    (check,) = (
-        block["lifecycle"]["precondition"]
-        if name != "nacl_blocklist"
-        else [p for p in block["lifecycle"]["precondition"] if "4 KB" in p["error_message"]]
-    )
+    # Modules add their own preconditions beside this one (nacl_blocklist, forensics).
+    (check,) = [p for p in block["lifecycle"]["precondition"] if "4 KB" in p["error_message"]]
     assert f"local.{function}_environment" in check["condition"] and "4096" in check["condition"]
 
 

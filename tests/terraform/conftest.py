@@ -126,6 +126,7 @@ def probe_rules(stack: MotoStack, rules: list[str]) -> Callable[[dict[str, Any]]
             "Source": event["source"],
             "DetailType": event["detail-type"],
             "Detail": json.dumps(event["detail"]),
+            "Resources": event.get("resources", []),
         }
         assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
         hit = set()
