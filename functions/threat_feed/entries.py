@@ -79,18 +79,15 @@ class _Judge:
         ranges = (*EXCLUDED_RANGES, *self.allowlist)
         self.excluded = {version: _intervals(ranges, version) for version in (4, 6)}
 
-    def _clear(self, version: int, start: int, end: int) -> bool:
-        starts, ends = self.excluded[version]
-        index = bisect.bisect_left(ends, start)
-        return index == len(starts) or starts[index] > end
-
     def judge(self, text: str) -> tuple[int, int, int] | str:
-        """``(version, start, end)`` of an accepted entry, or the reason it is refused."""
+        """``(version, start, prefix)`` of an accepted entry, or the reason it is refused."""
         address, slash, length = text.partition("/")
-        version = 6 if ":" in address else 4
-        bits = _BITS[version]
+        if ":" in address:
+            version, bits, family = 6, 128, socket.AF_INET6
+        else:
+            version, bits, family = 4, 32, socket.AF_INET
         try:
-            packed = socket.inet_pton(_FAMILY[version], address)
+            packed = socket.inet_pton(family, address)
         except OSError:
             return self._slow(text)
         if slash:
@@ -105,9 +102,10 @@ class _Judge:
         size = 1 << (bits - prefix)
         if start & (size - 1):
             return HOST_BITS
-        end = start + size - 1
-        if self._clear(version, start, end):
-            return version, start, end
+        starts, ends = self.excluded[version]
+        index = bisect.bisect_left(ends, start)
+        if index == len(starts) or starts[index] > start + size - 1:
+            return version, start, prefix
         return self._slow(text)
 
     def _slow(self, text: str) -> tuple[int, int, int] | str:
@@ -125,7 +123,7 @@ class _Judge:
         if network.num_addresses == 1:
             host = normalise(network.network_address)
             network = ipaddress.ip_network(host)
-        return network.version, int(network.network_address), int(network.broadcast_address)
+        return network.version, int(network.network_address), network.prefixlen
 
 
 def _blocks(start: int, end: int, bits: int) -> Iterable[tuple[int, int]]:
@@ -135,12 +133,6 @@ def _blocks(start: int, end: int, bits: int) -> Iterable[tuple[int, int]]:
         size = min(alignment, (end - start + 1).bit_length() - 1)
         yield start, bits - size
         start += 1 << size
-
-
-def _text(version: int, start: int, prefix: int) -> str:
-    bits = _BITS[version]
-    address = socket.inet_ntop(_FAMILY[version], start.to_bytes(bits // 8, "big"))
-    return address if prefix == bits else f"{address}/{prefix}"
 
 
 def normalise_entries(
@@ -153,44 +145,71 @@ def normalise_entries(
     judge = _Judge(allowlist).judge
     tally = result.counts
     spans: dict[int, list[tuple[int, int, int]]] = {4: [], 6: []}
+    append = {4: spans[4].append, 6: spans[6].append}
     position = 0
     for candidate in candidates:
         verdict = judge(candidate.strip())
         if isinstance(verdict, str):
             tally[verdict] += 1
             continue
-        version, start, end = verdict
-        spans[version].append((start, -end, position))
+        version, start, prefix = verdict
+        # (start, prefix) sorts a block before the smaller blocks starting where it does.
+        append[version]((start, prefix, position))
         position += 1
     result.accepted = position
     for version in (4, 6):
-        entries = spans[version]
-        entries.sort()
-        bits = _BITS[version]
-        merged: list[tuple[int, int, int]] = []
-        distinct = 0
-        previous: tuple[int, int] | None = None
-        for start, negative_end, where in entries:
-            end = -negative_end
-            if previous == (start, end):
-                tally[DUPLICATE] += 1
-                continue
-            previous = (start, end)
-            distinct += 1
-            if merged and start <= merged[-1][1] + 1:
-                last_start, last_end, last_where = merged[-1]
-                merged[-1] = (last_start, max(last_end, end), min(last_where, where))
-            else:
-                merged.append((start, end, where))
-        written = 0
-        for start, end, where in merged:
-            for block_start, prefix in _blocks(start, end, bits):
-                result.entries.append(_text(version, block_start, prefix))
-                result.positions.append(where)
-                written += 1
-        if distinct > written:
-            tally[COLLAPSED] += distinct - written
+        _collapse(spans[version], _BITS[version], result)
     return result
+
+
+def _collapse(spans: list[tuple[int, int, int]], bits: int, result: Normalised) -> None:
+    """Merge one family's sorted blocks into intervals and write each as fewest blocks."""
+    spans.sort()
+    family = _FAMILY[4 if bits == 32 else 6]
+    width = bits // 8
+    ntop = socket.inet_ntop
+    out, where_out = result.entries, result.positions
+    duplicates = distinct = written = 0
+    # The interval being merged: its bounds, earliest feed position, and its prefix while it
+    # is still one block as listed (-1 once two blocks have merged into it).
+    low = high = first = single = -1
+    previous = (-1, -1)
+
+    def emit() -> int:
+        if single >= 0:
+            text = ntop(family, low.to_bytes(width, "big"))
+            out.append(text if single == bits else f"{text}/{single}")
+            where_out.append(first)
+            return 1
+        count = 0
+        for block_start, prefix in _blocks(low, high, bits):
+            text = ntop(family, block_start.to_bytes(width, "big"))
+            out.append(text if prefix == bits else f"{text}/{prefix}")
+            where_out.append(first)
+            count += 1
+        return count
+
+    for start, prefix, where in spans:
+        if (start, prefix) == previous:
+            duplicates += 1
+            continue
+        previous = (start, prefix)
+        distinct += 1
+        end = start + (1 << (bits - prefix)) - 1
+        if low >= 0 and start <= high + 1:
+            high = max(high, end)
+            first = min(first, where)
+            single = -1
+            continue
+        if low >= 0:
+            written += emit()
+        low, high, first, single = start, end, where, prefix
+    if low >= 0:
+        written += emit()
+    if duplicates:
+        result.counts[DUPLICATE] += duplicates
+    if distinct > written:
+        result.counts[COLLAPSED] += distinct - written
 
 
 @dataclass(frozen=True)
