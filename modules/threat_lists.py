@@ -141,7 +141,8 @@ FEED_CHECKS = (
 UNIQUE_FEED_NAMES = Rule(
     condition="length(distinct([for f in {v} : f.name])) == length({v})",
     message="Feed names must be unique.",
-    check=lambda feeds: len({f["name"] for f in feeds}) == len(feeds),
+    # The environment schema hands list rules validated feed models, not dicts.
+    check=lambda feeds: len({f.name for f in feeds}) == len(feeds),
 )
 AT_MOST_SIX = Rule(
     condition=f"length({{v}}) <= {MAX_THREAT_LISTS}",
