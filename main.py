@@ -127,10 +127,12 @@ def demo() -> None:
     through the waf_blocker remediator, shows each decision, the WAF IP sets and the
     e-mail people receive, moves the clock past the expiry, sweeps, and destroys. Then
     applies the forensics module beside an Auto Scaling group and isolates its instance
-    step by step, showing each step, the account after and the evidence kept.
+    step by step, showing each step, the account after and the evidence kept. Then
+    applies the threat_lists module and turns a feed served from 127.0.0.1 into a threat
+    list in its bucket, showing the counts per reason.
     """
     from bundle import demo as playbook
-    from bundle import demo_forensics
+    from bundle import demo_forensics, demo_threat_lists
     from bundle import synth as synthesis
 
     started = time.perf_counter()
@@ -138,6 +140,7 @@ def demo() -> None:
         synthesis.synth([], progress=lambda text: status.update(text))
         steps, timings = playbook.run(progress=lambda text: status.update(text))
         isolation = demo_forensics.run(progress=lambda text: status.update(text))
+        feed_update = demo_threat_lists.run(progress=lambda text: status.update(text))
     # One block per step rather than one wide table: it stays readable at 80 columns,
     # which is what a pipeline log or a pipe gives.
     console.rule("GuardDuty -> WAF + NACL: the playbook, step by step")
@@ -157,6 +160,7 @@ def demo() -> None:
         for email in step.emails:
             console.print(f"[bold]{number}.[/] " + "\n   ".join(playbook.email_excerpt(email)))
     _print_isolation(isolation)
+    demo_threat_lists.print_summary(console, feed_update)
     console.print(
         f"apply {timings['apply']:.0f} s, playbook {timings['playbook']:.1f} s, "
         f"destroy {timings['destroy']:.0f} s, total {time.perf_counter() - started:.0f} s"

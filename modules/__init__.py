@@ -6,6 +6,7 @@ from bundle.module import ModuleStack
 from modules.forensics import ForensicsModule
 from modules.nacl_blocklist import NaclBlocklistModule
 from modules.notifications import NotificationsModule
+from modules.threat_lists import ThreatListsModule
 from modules.waf_shield import WafShieldModule
 
 REGISTRY: dict[str, type[ModuleStack]] = {
@@ -15,5 +16,6 @@ REGISTRY: dict[str, type[ModuleStack]] = {
         WafShieldModule,
         NaclBlocklistModule,
         ForensicsModule,
+        ThreatListsModule,
     )
 }

@@ -233,3 +233,37 @@ def parse_allowlist(text: str) -> tuple[IPNetwork, ...]:
         if network not in networks:
             networks.append(network)
     return tuple(networks)
+
+
+# Every range in which :func:`classify` may refuse an address, as a superset: the explicit
+# tables above, what ``ipaddress`` does not call global, multicast, reserved and IPv6
+# outside the global unicast block 2000::/3 (with the 6to4 block, judged by what it
+# embeds). A host outside all of them is always blockable, which lets a caller that judges
+# many addresses (a threat feed) skip :func:`classify` for them; anything inside is still
+# judged by :func:`classify` or :func:`classify_network`.
+EXCLUDED_RANGES: tuple[IPNetwork, ...] = (
+    *_networks(
+        "0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4",
+        "::/3", "4000::/2", "8000::/1", "2001::/23", "2002::/16",
+    ),
+    *(network for _, networks in _SPECIAL_RANGES for network in networks),
+)  # fmt: skip
+
+
+def classify_network(network: IPNetwork, allowlist: Iterable[IPNetwork]) -> Decision:
+    """May every address of ``network`` be listed as a threat? A single host is judged by
+    :func:`classify`; a wider range is refused when it overlaps the allowlist or any of
+    :data:`EXCLUDED_RANGES` at all (a threat range never reaches into a private or
+    special-purpose block, even where part of that block would be global)."""
+    if network.num_addresses == 1:
+        return classify(network.network_address, allowlist)
+    for allowed in allowlist:
+        if allowed.version == network.version and network.overlaps(allowed):
+            return Decision(False, f"range overlapping allow-listed {allowed}")
+    for excluded in EXCLUDED_RANGES:
+        if excluded.version == network.version and network.overlaps(excluded):
+            probe = max(network.network_address, excluded.network_address)
+            decision = classify(probe, ())
+            reason = decision.reason if not decision.allowed else f"special-purpose {excluded}"
+            return Decision(False, f"range containing {reason}")
+    return Decision(True, "global unicast range")

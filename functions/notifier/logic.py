@@ -418,6 +418,21 @@ def _guardduty_action(action: dict[str, Any]) -> list[tuple[str, Any]]:
     return pairs
 
 
+def _threat_lists(service: dict[str, Any]) -> str:
+    """The threat lists (``threatListName``) a finding's address came from: GuardDuty puts
+    the name in ``additionalInfo`` (itself, or JSON text in its ``value``) and in
+    ``evidence.threatIntelligenceDetails``."""
+    info = _dict(service.get("additionalInfo"))
+    try:
+        embedded = _dict(json.loads(info["value"])) if isinstance(info.get("value"), str) else {}
+    except ValueError:
+        embedded = {}
+    evidence = _list(_dict(service.get("evidence")).get("threatIntelligenceDetails"))
+    names = [info.get("threatListName"), embedded.get("threatListName")]
+    names += [_dict(item).get("threatListName") for item in evidence]
+    return _joined(_line(name, 100) for name in names)
+
+
 def _from_guardduty(event: dict[str, Any], detail: dict[str, Any]) -> Notification:
     resource = _dict(detail.get("resource"))
     service = _dict(detail.get("service"))
@@ -450,6 +465,7 @@ def _from_guardduty(event: dict[str, Any], detail: dict[str, Any]) -> Notificati
         details=_details(
             [
                 ("Finding type", finding_type),
+                ("Threat list", _threat_lists(service)),
                 ("Resource type", resource.get("resourceType")),
                 *_guardduty_action(_dict(service.get("action"))),
                 ("Count", service.get("count")),

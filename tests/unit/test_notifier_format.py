@@ -618,3 +618,29 @@ def test_cloudwatch_alarms_read_as_alarms() -> None:
     assert n.link is not None and "alarm/playbook-waf-blocker-errors" in n.link
     cleared = logic.parse(json.dumps(alarm | {"NewStateValue": "OK", "OldStateValue": "ALARM"}))
     assert cleared.severity == "INFORMATIONAL"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("gd_threat_list_custom_inbound.json", "playbook-incidents"),
+        ("gd_threat_list_custom_outbound.json", "playbook-stix"),
+        ("gd_waf_iam_malicious_ip_caller_ipv6.json", "ProofPoint"),
+    ],
+)
+def test_guardduty_notification_names_the_threat_list(fixture: str, expected: str) -> None:
+    """The loop of the threat_lists module closes when people can see which list an
+    address came from: GuardDuty's threatListName is shown once (it appears in
+    additionalInfo and in the evidence)."""
+    event = json.loads((EVENTS / fixture).read_text())
+    details = dict(logic.parse(json.dumps(event)).details)
+    assert details["Threat list"] == expected
+
+
+def test_threat_list_name_as_a_plain_additional_info_field() -> None:
+    event = json.loads((EVENTS / "gd_threat_list_custom_inbound.json").read_text())
+    service = event["detail"]["service"]
+    service["additionalInfo"] = {"threatListName": "GeneratedFindingThreatListName", "sample": True}
+    del service["evidence"]
+    details = dict(logic.parse(json.dumps(event)).details)
+    assert details["Threat list"] == "GeneratedFindingThreatListName"
