@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bundle.module import ModuleStack
 from modules.forensics import ForensicsModule
+from modules.incident_response import IncidentResponseModule
 from modules.nacl_blocklist import NaclBlocklistModule
 from modules.notifications import NotificationsModule
 from modules.waf_shield import WafShieldModule
@@ -15,5 +16,6 @@ REGISTRY: dict[str, type[ModuleStack]] = {
         WafShieldModule,
         NaclBlocklistModule,
         ForensicsModule,
+        IncidentResponseModule,
     )
 }
