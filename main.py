@@ -127,10 +127,11 @@ def demo() -> None:
     through the waf_blocker remediator, shows each decision, the WAF IP sets and the
     e-mail people receive, moves the clock past the expiry, sweeps, and destroys. Then
     applies the forensics module beside an Auto Scaling group and isolates its instance
-    step by step, showing each step, the account after and the evidence kept.
+    step by step, showing each step, the account after and the evidence kept. Last,
+    answers a Disable Access Keys and a Revoke Sessions custom action with the responder.
     """
     from bundle import demo as playbook
-    from bundle import demo_forensics
+    from bundle import demo_forensics, demo_response
     from bundle import synth as synthesis
 
     started = time.perf_counter()
@@ -157,6 +158,9 @@ def demo() -> None:
         for email in step.emails:
             console.print(f"[bold]{number}.[/] " + "\n   ".join(playbook.email_excerpt(email)))
     _print_isolation(isolation)
+    console.rule("Security Hub custom actions -> the responder (incident_response)")
+    for line in demo_response.lines(demo_response.run()):
+        console.print(Text(line))
     console.print(
         f"apply {timings['apply']:.0f} s, playbook {timings['playbook']:.1f} s, "
         f"destroy {timings['destroy']:.0f} s, total {time.perf_counter() - started:.0f} s"
