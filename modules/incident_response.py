@@ -188,6 +188,9 @@ class IncidentResponseModule(ModuleStack):
         "leave the earlier cut-off (seconds apart); the next revocation moves it forward.",
         "BatchUpdateFindings takes a note of at most 512 characters: longer notes are cut "
         "(the report carries everything).",
+        "A key the responder deactivated is turned back on by the next `terraform apply` of a "
+        "configuration that manages it as Active (aws_iam_access_key status): set it to "
+        "Inactive there, or remove the key.",
     )
     inputs = (
         Input(
@@ -195,7 +198,7 @@ class IncidentResponseModule(ModuleStack):
             "list(string)",
             "Custom actions to offer (each one can be turned off by leaving it out): "
             + ", ".join(ACTION_KEYS)
-            + ". Send actions need notifier_function_arn.",
+            + ". The Send actions need notifier_function_arn.",
             default=list(ACTION_KEYS),
             each=(one_of(ACTION_KEYS),),
         ),
@@ -212,7 +215,7 @@ class IncidentResponseModule(ModuleStack):
             "notifier_function_arn",
             "string",
             "ARN of the notifications module's notifier (its `notifier_function_arn` "
-            "output), which the Send actions invoke. Empty creates no Send action.",
+            "output), which the Send actions invoke. Required when actions lists a Send action.",
             default="",
             rules=(LAMBDA_ARN,),
             region_bound="arns",
@@ -339,13 +342,15 @@ class IncidentResponseModule(ModuleStack):
             '${var.chat_channel == "teams" ? "Send to Teams" : "Send to Slack"}'
         )
         TerraformLocal(self, "catalog", catalog)
-        # An action is offered when listed, and a Send action only with a notifier to send.
+        # An action is offered when listed. The keys must be known at plan (they count the
+        # targets and rules), so they depend on variables only, never on an ARN that another
+        # module in the same stack creates; the Send actions' need for a notifier is a
+        # precondition instead.
         TerraformLocal(
             self,
             "offered",
             "${{for key, action in local.catalog : key => action if var.create && "
-            'contains(var.actions, key) && (!startswith(key, "send_") || '
-            'var.notifier_function_arn != "")}}',
+            "contains(var.actions, key)}}",
         )
 
         optional_arn = '{0} == "" ? [] : [{0}]'
@@ -369,6 +374,15 @@ class IncidentResponseModule(ModuleStack):
                 "DRY_RUN": "${var.dry_run_enabled}",
                 "NOTIFY_TOPIC_ARN": "${var.notify_topic_arn}",
             },
+            preconditions=[
+                {
+                    "condition": '${var.notifier_function_arn != "" || length([for a in '
+                    'var.actions : a if startswith(a, "send_")]) == 0}',
+                    "error_message": "The Send actions (send_to_chat, send_to_email, "
+                    "send_to_workflow) need notifier_function_arn (the notifications module's "
+                    "notifier_function_arn output): set it, or leave them out of actions.",
+                }
+            ],
         )
         responder_arn = self.expr(ref(responder, "arn"))
 
@@ -378,7 +392,8 @@ class IncidentResponseModule(ModuleStack):
             "send_to_workflow": ('"workflow"', "var.workflow_audience"),
         }
         for action in ACTIONS:
-            offered = f'contains(keys(local.offered), "{action.key}")'
+            # local.offered is empty without var.create; saying so keeps the guard visible.
+            offered = f'var.create && contains(keys(local.offered), "{action.key}")'
             SecurityhubActionTarget(
                 self,
                 action.key,
@@ -455,6 +470,52 @@ class IncidentResponseModule(ModuleStack):
             + ", automatic = try(aws_cloudwatch_event_rule.automatic_rule[0].arn, null)}",
         )
         self.output("kms_key_arn", f"try({ref(key, 'arn')}, null)")
+
+    @classmethod
+    def readme_sections(cls) -> list[str]:
+        """The custom actions: who may click each, what answers it, with which permissions
+        (from the responder's and the notifier's declared permissions)."""
+        from functions.notifier.permissions import PERMISSIONS as NOTIFIER
+        from functions.responder.permissions import ACTION_PERMISSIONS
+
+        answered = {
+            "forensics": "the `forensics` module's workflow (pass `isolate_action_arn` / "
+            "`terminate_action_arn`); permissions: its README",
+            "blockers": "the `waf_shield` and `nacl_blocklist` remediators (pass "
+            "`block_ip_action_arn`); permissions: their READMEs",
+        }
+        notifier = ", ".join(f"`{p.action}`" for p in NOTIFIER)
+        lines = [
+            "",
+            "## Custom actions",
+            "",
+            "Every action's work is done with the answering Lambda's role, never the "
+            "clicker's: clicking only sends the selected findings to EventBridge. Who may "
+            "click is who may use Security Hub's custom actions in the account, so keep "
+            "the destructive ones for the people listed (or try them with "
+            "`dry_run_enabled`).",
+            "",
+            "| Action (id) | Who should click it | Answered by | IAM permissions it needs |",
+            "|-------------|---------------------|-------------|--------------------------|",
+        ]
+        for action in ACTIONS:
+            if action.answered_by == "responder":
+                by = "the `responder` Lambda of this module"
+                needs = ", ".join(f"`{a}`" for a in dict.fromkeys(ACTION_PERMISSIONS[action.key]))
+            elif action.answered_by == "notifier":
+                channel = "`chat_channel`" if action.channel == "chat" else f"`{action.channel}`"
+                by = f"the notifications module's `notifier` (routing channel {channel})"
+                needs = (
+                    f"{notifier}; and `lambda:InvokeFunction` for EventBridge (a resource "
+                    "policy this module adds)"
+                )
+            else:
+                by, needs = answered[action.answered_by].split("; permissions: ")
+                needs = "see " + needs
+            lines.append(
+                f"| {action.name} (`{action.identifier}`) | {action.who} | {by} | {needs} |"
+            )
+        return lines
 
     def _invoke(
         self, key: str, rule: CloudwatchEventRule, function_arn: str, count: float, target: str

@@ -35,3 +35,23 @@ PERMISSIONS: tuple[Permission, ...] = (
     ),
     Permission("kms:Decrypt", "notify_kms_key", "publish to the KMS-encrypted notify topic"),
 )
+
+# Which declared actions each custom action uses (the module README's action table).
+_REPORTING = (
+    "securityhub:BatchUpdateFindings",
+    "sns:Publish",
+    "kms:GenerateDataKey",
+    "kms:Decrypt",
+)
+ACTION_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "disable_access_keys": (
+        "iam:GetAccessKeyLastUsed",
+        "iam:ListAccessKeys",
+        "iam:UpdateAccessKey",
+        # a role's temporary key is answered by revoking the role's sessions
+        "iam:GetRolePolicy",
+        "iam:PutRolePolicy",
+        *_REPORTING,
+    ),
+    "revoke_sessions": ("iam:GetRolePolicy", "iam:PutRolePolicy", *_REPORTING),
+}
