@@ -293,6 +293,10 @@ def disable_access_keys(
     key_id = credential.access_key_id
     if not ACCESS_KEY_ID.fullmatch(key_id):
         raise _Refused(f"not an access key id: {key_id[:40]!r}")
+    if credential.principal_type == "Root":
+        # IAM cannot act on the root user's keys; only the root user can, from its
+        # security credentials page.
+        raise _Refused(f"access key {key_id} is the root user's: deactivate it as the root user")
     if key_id.startswith("ASIA"):
         if credential.principal_type == "AssumedRole" and credential.name:
             action, changed = _revoke(

@@ -234,6 +234,20 @@ def test_a_key_of_another_account_or_unknown_is_rejected_clearly(world: World) -
     assert "AKIA3EXAMPLEKEY7Q2XZ is not a key of this account" in finding["reason"]
 
 
+def test_a_root_key_is_refused_with_what_to_do(world: World) -> None:
+    event = world.disable_event()
+    event["detail"]["findings"] = event["detail"]["findings"][:1]
+    details = event["detail"]["findings"][0]["Resources"][0]["Details"]["AwsIamAccessKey"]
+    details.update(PrincipalType="Root", PrincipalName="Root")
+    world.expect_update_without_workflow()
+
+    (finding,) = run(world, event)["findings"]
+
+    assert finding["status"] == "rejected"
+    assert finding["reason"].endswith("is the root user's: deactivate it as the root user")
+    assert set(world.status("ci-deployer").values()) == {"Active"}
+
+
 # --------------------------------------------------------------------------- Revoke Sessions
 
 
@@ -359,9 +373,9 @@ def test_a_spoofed_source_is_rejected_and_nothing_changes(world: World, source: 
     assert world.reports() == []
 
 
-def test_an_action_the_responder_does_not_answer_is_rejected(world: World) -> None:
+def test_an_action_the_responder_does_not_answer_is_rejected() -> None:
     event = load("securityhub_findings_custom_action.json")  # Send to Slack
-    result = run(world, event)
+    result = logic.handle(event, logic.Config(action_arns={DISABLE_ARN: "x"}))
     assert result == {
         "status": "rejected",
         "reason": "custom action 'arn:aws:securityhub:us-west-2:111122223333:action/custom/"
@@ -373,8 +387,9 @@ def test_an_action_the_responder_does_not_answer_is_rejected(world: World) -> No
     "event",
     [None, [], "text", {"detail-type": "Security Hub Findings - Custom Action"}, {"x": 1}],
 )
-def test_malformed_events_are_rejected_without_raising(world: World, event: Any) -> None:
-    assert run(world, event)["status"] == "rejected"
+def test_malformed_events_are_rejected_without_raising(event: Any) -> None:
+    # Rejected before any AWS call: no moto needed.
+    assert logic.handle(event, logic.Config(action_arns={DISABLE_ARN: "x"}))["status"] == "rejected"
 
 
 def test_the_security_hub_update_has_the_documented_request_shape(world: World) -> None:
