@@ -129,10 +129,11 @@ def demo() -> None:
     applies the forensics module beside an Auto Scaling group and isolates its instance
     step by step, showing each step, the account after and the evidence kept. Then
     applies the threat_lists module and turns a feed served from 127.0.0.1 into a threat
-    list in its bucket, showing the counts per reason.
+    list in its bucket, showing the counts per reason. Last, answers a Disable Access Keys
+    and a Revoke Sessions custom action with the responder.
     """
     from bundle import demo as playbook
-    from bundle import demo_forensics, demo_threat_lists
+    from bundle import demo_forensics, demo_response, demo_threat_lists
     from bundle import synth as synthesis
 
     started = time.perf_counter()
@@ -161,6 +162,9 @@ def demo() -> None:
             console.print(f"[bold]{number}.[/] " + "\n   ".join(playbook.email_excerpt(email)))
     _print_isolation(isolation)
     demo_threat_lists.print_summary(console, feed_update)
+    console.rule("Security Hub custom actions -> the responder (incident_response)")
+    for line in demo_response.lines(demo_response.run()):
+        console.print(Text(line))
     console.print(
         f"apply {timings['apply']:.0f} s, playbook {timings['playbook']:.1f} s, "
         f"destroy {timings['destroy']:.0f} s, total {time.perf_counter() - started:.0f} s"

@@ -243,6 +243,11 @@ class ModuleStack(TerraformStack):
         self._declared_outputs = {o.name for o in self.outputs}
 
     @classmethod
+    def readme_sections(cls) -> list[str]:
+        """Extra Markdown lines for the module README (after the remediator's permissions)."""
+        return []
+
+    @classmethod
     def all_inputs(cls) -> tuple[Input, ...]:
         extra = FUNCTION_INPUTS if cls.function else ()
         return (*COMMON_INPUTS, *cls.inputs, *extra)

@@ -80,6 +80,7 @@ def module_readme(module: type[ModuleStack], zip_sha256: str | None) -> str:
             f"| `{p.action}` | {p.resource} | {_cell(p.why)} |"
             for p in declared_permissions(module.function)
         ]
+    lines += module.readme_sections()
     return "\n".join(lines) + "\n"
 
 

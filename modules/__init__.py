@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bundle.module import ModuleStack
 from modules.forensics import ForensicsModule
+from modules.incident_response import IncidentResponseModule
 from modules.nacl_blocklist import NaclBlocklistModule
 from modules.notifications import NotificationsModule
 from modules.threat_lists import ThreatListsModule
@@ -17,5 +18,6 @@ REGISTRY: dict[str, type[ModuleStack]] = {
         NaclBlocklistModule,
         ForensicsModule,
         ThreatListsModule,
+        IncidentResponseModule,
     )
 }

@@ -9,8 +9,12 @@ so people and tools that know the console's action recognise it. See
 https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_revoke-sessions.html.
 
 Idempotent: a role already revoked at or after the cut-off is left alone; an older
-revocation is moved forward. Used by the forensics workflow and, later, the
-incident_response module.
+revocation is moved forward. Used by the forensics workflow and by the responder's Revoke
+Sessions action (which also asks what it *would* do, for its dry-run mode).
+
+IAM has no conditional write, so two revocations of one role at the same moment may land
+in either order and leave the earlier of their two cut-offs (seconds apart); the next
+revocation moves it forward again.
 """
 
 from __future__ import annotations
@@ -67,12 +71,16 @@ def _current_cutoff(role_name: str) -> datetime | None:
     return max(parsed) if parsed else None
 
 
-def revoke_older_sessions(role_name: str, cutoff: datetime) -> Revocation:
-    """Deny every session of ``role_name`` issued before ``cutoff`` (whole seconds)."""
+def revoke_older_sessions(role_name: str, cutoff: datetime, *, dry_run: bool = False) -> Revocation:
+    """Deny every session of ``role_name`` issued before ``cutoff`` (whole seconds).
+
+    With ``dry_run`` nothing is written: the result says whether the policy would change."""
     cutoff = cutoff.astimezone(UTC).replace(microsecond=0)
     current = _current_cutoff(role_name)
     if current is not None and current >= cutoff:
         return Revocation(role_name, current.strftime(TIME_FORMAT), changed=False)
+    if dry_run:
+        return Revocation(role_name, cutoff.strftime(TIME_FORMAT), changed=True)
     aws.client("iam").put_role_policy(
         RoleName=role_name,
         PolicyName=POLICY_NAME,

@@ -1,4 +1,6 @@
-"""Lambda entry point: SNS records from the severity topics in, chat and e-mail out.
+"""Lambda entry point: SNS records from the severity topics in, chat and e-mail out; and
+the Security Hub Send actions, routed here by the incident_response module
+(``{"route": {...}, "event": {...}}``, see :mod:`functions.notifier.routing`).
 
 Handler string: ``functions.notifier.handler.lambda_handler``. Environment:
 ``WEBHOOK_SECRET_NAME`` (Secrets Manager secret holding the webhook URLs; empty: no chat),
@@ -16,7 +18,7 @@ from aws_lambda_powertools.utilities.parser.models import SnsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from functions.notifier import logic
+from functions.notifier import logic, routing
 
 logger = Logger(service="notifier")
 
@@ -68,8 +70,24 @@ def _handle_record(record: Any, settings: logic.Settings) -> dict[str, Any]:
     }
 
 
+def _handle_route(event: dict[str, Any], settings: logic.Settings) -> dict[str, Any]:
+    try:
+        route = routing.parse_route(event)
+    except routing.RouteError as error:
+        return _rejected(str(error))
+    try:
+        result = routing.send(route, settings)
+    except logic.DeliveryError:
+        logger.exception("nothing could be sent; raising so Lambda retries")
+        raise
+    logger.info("routed", extra={k: result[k] for k in ("status", "channel", "findings")})
+    return result
+
+
 @logger.inject_lambda_context
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    if routing.is_routed(event):
+        return _handle_route(event, logic.Settings.from_env(os.environ))
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list) or not records:
         return {**_rejected("not an SNS event: expected a non-empty Records list"), "records": []}

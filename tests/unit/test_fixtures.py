@@ -47,6 +47,8 @@ DOCUMENTED = {
     "Recon:IAMUser/MaliciousIPCaller.Custom": MEDIUM,
     "UnauthorizedAccess:EC2/MaliciousIPCaller.Custom": MEDIUM,
     "UnauthorizedAccess:EC2/TorIPCaller": MEDIUM,
+    "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.InsideAWS": HIGH,
+    "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS": HIGH,
     "UnauthorizedAccess:IAMUser/MaliciousIPCaller": MEDIUM,
     "UnauthorizedAccess:IAMUser/MaliciousIPCaller.Custom": MEDIUM,
     "UnauthorizedAccess:IAMUser/TorIPCaller": MEDIUM,
