@@ -203,6 +203,11 @@ def docs() -> None:
 
     for path in write_docs(ROOT / "docs" / "modules"):
         console.print(f"wrote {relative(path)}")
+    from functions.common import finding_catalog
+
+    catalog = ROOT / "docs" / "finding-catalog.md"
+    catalog.write_text(finding_catalog.markdown(), encoding="utf-8")
+    console.print(f"wrote {relative(catalog)}")
 
 
 @app.command("list")

@@ -37,6 +37,8 @@ FINDINGS = Path(__file__).resolve().parent / "demo_findings"
 PREFIX = "demo"
 ALLOWLIST = ["45.155.205.0/24", "2001:db8:100::/48"]
 BLOCK_TTL_SECONDS = 3600
+# moto has no Security Hub action targets: the demo names the action the analyst presses.
+BLOCK_IP_ACTION_ARN = "arn:aws:securityhub:us-east-1:123456789012:action/custom/BlockIP"
 SERVICES = (
     "cloudwatch",
     "dynamodb",
@@ -141,6 +143,8 @@ def root_configuration(directory: Path, endpoint: str, layer_zip: Path) -> None:
                 "network_acl_ids": ["${aws_network_acl.web.id}"],
                 "rule_number_start": 10,
                 "rule_number_end": 19,
+                "egress_enabled": True,
+                "block_ip_action_arn": BLOCK_IP_ACTION_ARN,
                 "allowlist_cidrs": ALLOWLIST,
                 "block_ttl_seconds": BLOCK_TTL_SECONDS,
                 "notify_topic_arn": '${module.notifications.topic_arns["high"]}',
@@ -150,6 +154,7 @@ def root_configuration(directory: Path, endpoint: str, layer_zip: Path) -> None:
             "waf_shield": {
                 "source": str(modules / "waf_shield"),
                 "name_prefix": PREFIX,
+                "block_ip_action_arn": BLOCK_IP_ACTION_ARN,
                 "allowlist_cidrs": ALLOWLIST,
                 "block_ttl_seconds": BLOCK_TTL_SECONDS,
                 "notify_topic_arn": '${module.notifications.topic_arns["high"]}',
@@ -267,10 +272,12 @@ def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], d
 
         def nacl_entries() -> list[str]:
             acls = client("ec2").describe_network_acls(NetworkAclIds=[outputs["network_acl_id"]])
+            entries = acls["NetworkAcls"][0]["Entries"]
             return [
-                f"#{e['RuleNumber']} deny {e.get('CidrBlock') or e.get('Ipv6CidrBlock')}"
-                for e in sorted(acls["NetworkAcls"][0]["Entries"], key=lambda e: e["RuleNumber"])
-                if e["RuleAction"] == "deny" and e["RuleNumber"] < 32767 and not e["Egress"]
+                f"#{e['RuleNumber']} {'egress' if e['Egress'] else 'ingress'} deny "
+                f"{e.get('CidrBlock') or e.get('Ipv6CidrBlock')}"
+                for e in sorted(entries, key=lambda e: (e["Egress"], e["RuleNumber"]))
+                if e["RuleAction"] == "deny" and e["RuleNumber"] < 32767
             ]
 
         def remediate(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -292,10 +299,8 @@ def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], d
             progress(f"finding: {label}")
             waf, nacl = remediate(finding)
             decision = _decision(waf, redelivery)
-            if nacl.get("blocked") and not redelivery:
-                decision += "\nNACL: " + ", ".join(
-                    f"#{b['ruleNumber']} {b['direction']}" for b in nacl["blocked"]
-                )
+            if not redelivery:
+                decision += _nacl_line(nacl)
             steps.append(
                 Step(
                     label,
@@ -307,6 +312,20 @@ def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], d
                     tell_people(),
                 )
             )
+        action = json.loads((FINDINGS / "securityhub" / "block-ip.json").read_text())
+        progress("Security Hub: an analyst presses Block IP on two findings")
+        waf, nacl = remediate(action)
+        steps.append(
+            Step(
+                f"Security Hub Block IP ({len(action['detail']['findings'])} findings)",
+                _addresses(waf),
+                _decision(waf, False) + _nacl_line(nacl),
+                ip_set(4),
+                ip_set(6),
+                nacl_entries(),
+                tell_people(),
+            )
+        )
         clock.offset = BLOCK_TTL_SECONDS + 60
         progress("clock moved past the expiry; sweeping")
         waf, nacl = remediate({"action": "sweep"})
@@ -329,6 +348,15 @@ def run(progress: Callable[[str], None] = lambda _: None) -> tuple[list[Step], d
         _run(["destroy", "-input=false", "-no-color", "-auto-approve"], scratch)
         timings["destroy"] = time.perf_counter() - started
     return steps, timings
+
+
+def _nacl_line(result: dict[str, Any]) -> str:
+    """The NACL entries a remediation made: ingress for attackers, egress for destinations."""
+    if not result.get("blocked"):
+        return ""
+    return "\nNACL: " + ", ".join(
+        f"{b['address']} #{b['ruleNumber']} {b['direction']}" for b in result["blocked"]
+    )
 
 
 def _addresses(result: dict[str, Any]) -> str:

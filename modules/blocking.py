@@ -7,7 +7,8 @@ edge and at the subnet."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from cdktn import Token
 from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
@@ -31,7 +32,7 @@ from bundle.inputs import (
     sentinel_or_integer_between,
 )
 from bundle.module import REPORTING_INPUTS, ModuleStack, event_pattern_expression, ref, splat
-from functions.common import finding_catalog
+from functions.common import events, finding_catalog
 from functions.common.blocking import (
     DEFAULT_SEVERITY_THRESHOLD,
     PUBLISHING_FREQUENCIES,
@@ -47,6 +48,22 @@ ALLOWLIST_FITS = Rule(
     "allows 4 KB of environment variables): merge neighbouring ranges into wider CIDRs.",
     check=lambda value: len(json.dumps(value, separators=(",", ":"))) <= ALLOWLIST_JSON_LIMIT,
 )
+
+
+BLOCK_IP_ACTION = regex(
+    r"^$|^arn:aws[a-z-]*:securityhub:[a-z0-9-]+:[0-9]{12}:action/custom/[A-Za-z0-9]{1,20}$",
+    "Must be empty or a Security Hub custom action ARN, such as "
+    "arn:aws:securityhub:us-east-1:111122223333:action/custom/BlockIP.",
+)
+
+
+def block_ip_pattern() -> dict[str, Any]:
+    """The Security Hub custom action events of the Block IP action (ARN as a placeholder)."""
+    return {
+        "source": ["aws.securityhub"],
+        "detail-type": [events.SECURITY_HUB_CUSTOM_ACTION],
+        "resources": ["__BLOCK_IP_ACTION_ARN__"],
+    }
 
 
 def blocking_inputs(allowlist_effect: str) -> tuple[Input, ...]:
@@ -112,6 +129,18 @@ def blocking_inputs(allowlist_effect: str) -> tuple[Input, ...]:
                 ),
             ),
         ),
+        Input(
+            "block_ip_action_arn",
+            "string",
+            'ARN of the Security Hub custom action "Block IP" (the incident_response '
+            "module's output). When set, an EventBridge rule sends its \"Security Hub "
+            'Findings - Custom Action" events to the remediator, which blocks the addresses '
+            "of every finding in them with the same catalog, roles and rules as GuardDuty "
+            "findings. Empty (the default): no rule. See "
+            "https://docs.aws.amazon.com/securityhub/latest/userguide/securityhub-cwe-custom-actions.html.",
+            default="",
+            rules=(BLOCK_IP_ACTION,),
+        ),
         *REPORTING_INPUTS,
     )
 
@@ -131,10 +160,13 @@ def blocking_remediator(
     key_arn: str,
     resources: Mapping[str, str],
     environment: Mapping[str, str],
+    roles: Iterable[finding_catalog.Role],
     preconditions: Sequence[Mapping[str, str]] = (),
 ) -> LambdaFunction:
-    """The remediator with its state table and its two triggers: GuardDuty findings of the
-    shared catalog at or above the threshold, and the sweep schedule."""
+    """The remediator with its state table and its triggers: GuardDuty findings of the
+    shared catalog whose remote party has one of ``roles`` (what this point answers), at or
+    above the threshold; the sweep schedule; and, when ``block_ip_action_arn`` is set, the
+    Security Hub Block IP action."""
     assert stack.function is not None
     name = stack.function
     enabled = "var.create && var.create_remediator"
@@ -169,32 +201,48 @@ def blocking_remediator(
             "BLOCK_TTL_SECONDS": stack.expr(block_ttl_expression()),
             "SEVERITY_THRESHOLD": "${var.severity_threshold}",
             "NOTIFY_TOPIC_ARN": "${var.notify_topic_arn}",
+            "BLOCK_IP_ACTION_ARN": "${var.block_ip_action_arn}",
             **environment,
         },
         # Conflict retries (WAF LockToken, NACL rule numbers) back off for up to ~9 s.
         timeout=120,
         preconditions=preconditions,
     )
-    pattern = event_pattern_expression(finding_catalog.event_pattern(0.0), "var.severity_threshold")
+    pattern = event_pattern_expression(
+        finding_catalog.event_pattern(0.0, roles), "var.severity_threshold"
+    )
+    block_ip = json.dumps(block_ip_pattern(), separators=(",", ":")).replace(
+        '"__BLOCK_IP_ACTION_ARN__"', '"${var.block_ip_action_arn}"'
+    )
+    action_enabled = f'{enabled} && var.block_ip_action_arn != ""'
     triggers = {
         "findings": (
-            "GuardDuty findings that carry attacker addresses (functions/common/finding_catalog.py)",
+            "GuardDuty findings that carry addresses this point answers "
+            "(functions/common/finding_catalog.py)",
             {"event_pattern": stack.expr(pattern)},
             None,
+            count,
         ),
         "sweep": (
             "Expire blocks and reconcile them with the state table",
             {"schedule_expression": "${var.sweep_schedule}"},
             '{"action": "sweep"}',
+            count,
+        ),
+        "block_ip": (
+            "Security Hub custom action Block IP: block the addresses of the chosen findings",
+            {"event_pattern": block_ip},
+            None,
+            Token.as_number(f"${{{action_enabled} ? 1 : 0}}"),
         ),
     }
     hyphenated = name.replace("_", "-")
-    for trigger, (description, source, payload) in triggers.items():
+    for trigger, (description, source, payload, rule_count) in triggers.items():
         rule = CloudwatchEventRule(
             stack,
             f"{name}_{trigger}",
-            count=count,
-            name=f"${{var.name_prefix}}-{hyphenated}-{trigger}",
+            count=rule_count,
+            name=f"${{var.name_prefix}}-{hyphenated}-{trigger.replace('_', '-')}",
             description=description,
             tags=stack.tags(),
             **source,
@@ -204,14 +252,14 @@ def blocking_remediator(
             rule=rule,
             arn=stack.expr(ref(function, "arn")),
             target_id=hyphenated,
-            count=count,
+            count=rule_count,
             payload=payload,
         )
         LambdaPermission(
             stack,
             f"{name}_{trigger}_invoke",
-            count=count,
-            statement_id=f"AllowEventBridge-{trigger}",
+            count=rule_count,
+            statement_id=f"AllowEventBridge-{trigger.replace('_', '-')}",
             action="lambda:InvokeFunction",
             function_name=stack.expr(ref(function, "function_name")),
             principal="events.amazonaws.com",

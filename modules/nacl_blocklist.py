@@ -16,6 +16,7 @@ from cdktn_provider_aws.data_aws_network_acls import (
 
 from bundle.inputs import Input, integer_between, regex
 from bundle.module import ModuleStack, Output, ref
+from functions.common.finding_catalog import Role
 from modules.blocking import blocking_inputs, blocking_remediator
 
 # AWS allows 20 entries per direction per network ACL by default (40 with a quota
@@ -120,7 +121,11 @@ class NaclBlocklistModule(ModuleStack):
         Input(
             "egress_enabled",
             "bool",
-            "Whether to deny outbound traffic to the addresses as well (inbound is always denied).",
+            "Whether the remediator writes egress entries too: an inbound attacker is then "
+            "denied both ways (inbound is always denied), and an outbound malicious "
+            "destination (a C&C server, drop point or mining pool our workload reached; "
+            "docs/finding-catalog.md) is denied at the egress side, the only place that "
+            "answers it. Off, such findings are reported as not blocked.",
             default=False,
         ),
     )
@@ -195,6 +200,7 @@ class NaclBlocklistModule(ModuleStack):
             self,
             key_arn,
             resources={"network_acls": network_acls, "describe": '["*"]'},
+            roles=tuple(Role),
             environment={
                 "NACL_IDS": "${jsonencode(local.guarded_acls)}",
                 "RULE_RANGE_START": "${var.rule_number_start}",

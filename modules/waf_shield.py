@@ -40,6 +40,7 @@ from bundle.inputs import (
     one_of,
 )
 from bundle.module import ModuleStack, Output, ref, splat
+from functions.common.finding_catalog import Role
 from modules.blocking import blocking_inputs, blocking_remediator
 
 RATE_WINDOWS = (60, 120, 300, 600)
@@ -579,6 +580,7 @@ class WafShieldModule(ModuleStack):
             self,
             key_arn,
             resources={"ip_sets": ip_sets},
+            roles=(Role.INBOUND_ATTACKER,),
             environment={
                 "IPV4_SET_NAME": self.expr(ref(sets[("block", 4)], "name")),
                 "IPV4_SET_ID": self.expr(ref(sets[("block", 4)], "id")),

@@ -26,7 +26,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from functions.common.finding_catalog import ActionKind, action_kind
+from functions.common import finding_catalog
+from functions.common.finding_catalog import ActionKind, Entry, Role
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -35,6 +36,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class FoundAddress(NamedTuple):
     address: IPAddress
     where: str
+    role: Role = Role.INBOUND_ATTACKER
 
 
 class Decision(NamedTuple):
@@ -111,58 +113,100 @@ def parse_host(text: object) -> IPAddress:
     return normalise(network.network_address)
 
 
-def _remote_ip_details(action: Mapping[str, Any], kind: ActionKind) -> list[tuple[str, Any]]:
-    """``(path, remoteIpDetails)`` pairs for the action object of ``kind``."""
+def _remote_ip_details(
+    action: Mapping[str, Any], kind: ActionKind, entry: Entry
+) -> list[tuple[str, Role, Any]]:
+    """``(path, role, remoteIpDetails)`` for the action object of ``kind``."""
     key = kind.action_key
     body = action.get(key)
     if not isinstance(body, Mapping):
         return []
     base = f"service.action.{key}"
-    if kind is ActionKind.NETWORK_CONNECTION:
-        # Only inbound connections make the remote party the attacker; outbound ones make
-        # our instance the attacker and the remote address its victim.
-        if body.get("connectionDirection") != "INBOUND":
-            return []
-        return [(f"{base}.remoteIpDetails", body.get("remoteIpDetails"))]
+    role = entry.role(body.get("connectionDirection"))
+    if role is None:
+        # An outbound brute force makes our instance the attacker and the remote address
+        # its victim; an unknown direction says nothing.
+        return []
     if kind is ActionKind.PORT_PROBE:
         details = body.get("portProbeDetails")
         if not isinstance(details, list):
             return []
         return [
-            (f"{base}.portProbeDetails[{index}].remoteIpDetails", detail.get("remoteIpDetails"))
+            (
+                f"{base}.portProbeDetails[{index}].remoteIpDetails",
+                role,
+                detail.get("remoteIpDetails"),
+            )
             for index, detail in enumerate(details)
             if isinstance(detail, Mapping)
         ]
-    return [(f"{base}.remoteIpDetails", body.get("remoteIpDetails"))]
+    return [(f"{base}.remoteIpDetails", role, body.get("remoteIpDetails"))]
+
+
+def read_address(value: str) -> IPAddress:
+    """An address exactly as an AWS service writes it; anything else is malformed.
+
+    GuardDuty and Security Hub never pad an address, so surrounding whitespace means the
+    event was not written by them (or was mangled on the way): rejected, not tidied up.
+    """
+    if value != value.strip():
+        raise ValueError(f"{value!r} has surrounding whitespace; AWS never sends that")
+    try:
+        return normalise(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value[:64]!r} is not an IP address") from None
+
+
+class Extraction(NamedTuple):
+    found: list[FoundAddress]
+    rejected: list[tuple[str, str]]
+
+
+def collect(candidates: Iterable[tuple[str, Role, object]]) -> Extraction:
+    """Addresses from ``(path, role, value)`` triples: normalised, first seen first, and a
+    reason for every value that is a string but not an address."""
+    found: dict[tuple[IPAddress, Role], str] = {}
+    rejected: list[tuple[str, str]] = []
+    for path, role, value in candidates:
+        if not isinstance(value, str):
+            continue
+        try:
+            address = read_address(value)
+        except ValueError as exc:
+            rejected.append((value[:64], f"{path}: {exc}"))
+            continue
+        found.setdefault((address, role), path)
+    return Extraction(
+        [FoundAddress(address, where, role) for (address, role), where in found.items()],
+        rejected,
+    )
+
+
+def extract(finding_detail: object) -> Extraction:
+    """Every remote address a catalog finding carries, with its role, and the values that
+    were not addresses, each with a reason.
+
+    A type outside the catalog, or a missing or odd-shaped field, yields nothing rather
+    than an error: findings come from outside.
+    """
+    if not isinstance(finding_detail, Mapping):
+        return Extraction([], [])
+    item = finding_catalog.entry(finding_detail.get("type"))
+    service = finding_detail.get("service")
+    action = service.get("action") if isinstance(service, Mapping) else None
+    if item is None or item.kind is None or not isinstance(action, Mapping):
+        return Extraction([], [])
+    return collect(
+        (f"{path}.{field}", role, details.get(field))
+        for path, role, details in _remote_ip_details(action, item.kind, item)
+        if isinstance(details, Mapping)
+        for field in _REMOTE_IP_FIELDS
+    )
 
 
 def extract_addresses(finding_detail: object) -> list[FoundAddress]:
-    """Every remote attacker address a catalog finding carries, normalised, first seen first.
-
-    Anything else (a type outside the catalog, a missing or odd-shaped field, a value that
-    is not an address) yields nothing rather than an error: findings come from outside.
-    """
-    if not isinstance(finding_detail, Mapping):
-        return []
-    kind = action_kind(finding_detail.get("type"))
-    service = finding_detail.get("service")
-    action = service.get("action") if isinstance(service, Mapping) else None
-    if kind is None or not isinstance(action, Mapping):
-        return []
-    found: dict[IPAddress, str] = {}
-    for path, details in _remote_ip_details(action, kind):
-        if not isinstance(details, Mapping):
-            continue
-        for field in _REMOTE_IP_FIELDS:
-            value = details.get(field)
-            if not isinstance(value, str):
-                continue
-            try:
-                address = normalise(ipaddress.ip_address(value.strip()))
-            except ValueError:
-                continue
-            found.setdefault(address, f"{path}.{field}")
-    return [FoundAddress(address, where) for address, where in found.items()]
+    """The addresses of :func:`extract`, without the rejections."""
+    return extract(finding_detail).found
 
 
 def _judge(address: IPAddress, allowlist: Iterable[IPNetwork]) -> Decision:

@@ -79,7 +79,11 @@ TTL) loses its entry; a recorded, unexpired block whose entry is missing is re-c
 table is the record of intent, as in waf_blocker: undo a block with the ``unblock`` action,
 not by hand), on a new number when its old one is taken; seats over ``CAPACITY`` are
 evicted; an ACL that no longer exists has its rows and seats dropped. Foreign entries are
-reported and left alone, so an emptied table leaves every entry in the range alone.
+reported and left alone, except one that is exactly a deny this remediator writes (one
+host, all protocols) and has stayed unrecorded for ``ORPHAN_GRACE_SECONDS``: that is ours
+whose record was lost (a delete decided on a stale read), and it is removed and reported.
+An emptied table therefore leaves other entries alone for good, and its own denies for a
+day.
 """
 
 from __future__ import annotations
@@ -94,10 +98,6 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.idempotency import (
-    IdempotencyConfig,
-    idempotent_function,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
@@ -106,35 +106,46 @@ from functions.common import addresses, aws, report
 from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
     BACKOFF_BASE_SECONDS,
     BACKOFF_CAP_SECONDS,
+    DEADLINE_MARGIN_SECONDS,
     DEFAULT_BLOCK_TTL_SECONDS,
     DEFAULT_SEVERITY_THRESHOLD,
     MAX_ADDRESSES_PER_REQUEST,
     MAX_TTL_SECONDS,
     MIN_TTL_SECONDS,
     SYSTEM_CLOCK,
+    Attempts,
     BlockRequest,
     Clock,
     DirectRequest,
     GuardDutyFinding,
     GuardDutyFindingEvent,
+    Origin,
     SweepRequest,
     UnblockRequest,
     backoff,
+    handle_guardduty,
     iso,
+    lift_reason,
     persistence_layer,
     report_severity,
 )
-from functions.common.finding_catalog import action_kind
+from functions.common.finding_catalog import Role
+from functions.common.intake import Batch, Finding
 
 FUNCTION_NAME = "nacl_blocker"
 logger = Logger(service=FUNCTION_NAME, child=True)
 
 ROW_PREFIX = "entry#"
 SEAT_PREFIX = "seat#"
-IDEMPOTENCY_KEY_PREFIX = "finding"
-# EventBridge retries delivery for up to 24 hours; a redelivery inside that window must be
-# recognised as one.
-IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+ORPHAN_PREFIX = "orphan#"
+# An entry in the range that is exactly a deny this remediator writes, yet no row or seat
+# names, is ours whose record was lost (a delete decided on a stale read, a row deleted by
+# hand with its seat): reported by every sweep, and removed once it has been so this long.
+ORPHAN_GRACE_SECONDS = 24 * 3600
+EGRESS_DISABLED = (
+    "outbound malicious destination: only an egress entry answers it, and egress is not "
+    "enabled (egress_enabled)"
+)
 # 32767 is the ACL's fixed catch-all rule; EC2 accepts 1..32766 for the rest.
 MIN_RULE_NUMBER = 1
 MAX_RULE_NUMBER = 32766
@@ -147,6 +158,9 @@ DIRECTIONS = ("ingress", "egress")
 # backoff under ten seconds and leaves the rest to Lambda's own retry of the event. Give
 # the function a timeout of 30 s or more.
 MAX_ATTEMPTS = 10
+# Reads of the eventually consistent DescribeNetworkAcls before an entry's absence (before
+# a delete) or presence (after one) is believed; with the backoff, under a second.
+VERIFY_READS = 5
 
 # AWS answers InvalidNetworkAclID.NotFound; moto answers InvalidRouteTableID.NotFound. The
 # request names one ACL, so either code means that ACL is gone.
@@ -183,6 +197,16 @@ class _AclGone(Exception):
     """The network ACL does not exist (any more)."""
 
 
+class _AclFull(Exception):
+    """AWS refused the entry: the ACL holds its quota of rules in that direction."""
+
+
+# AWS counts rules per ACL, direction and IP version (the default rule and the ACL's own
+# rules included: 20 by default, 40 at most) and answers this when a create would exceed it.
+# moto has no such quota.
+ENTRY_LIMIT_EXCEEDED = "NetworkAclEntryLimitExceeded"
+
+
 # --------------------------------------------------------------------------- configuration
 
 
@@ -211,6 +235,7 @@ class Config:
     block_ttl_seconds: int = DEFAULT_BLOCK_TTL_SECONDS
     severity_threshold: float = DEFAULT_SEVERITY_THRESHOLD
     notify_topic_arn: str = ""
+    block_ip_action_arn: str = ""
 
     def __post_init__(self) -> None:
         for nacl_id in self.nacl_ids:
@@ -280,6 +305,7 @@ class Config:
                 "SEVERITY_THRESHOLD", str(DEFAULT_SEVERITY_THRESHOLD), float
             ),
             notify_topic_arn=env.get("NOTIFY_TOPIC_ARN", "").strip(),
+            block_ip_action_arn=env.get("BLOCK_IP_ACTION_ARN", "").strip(),
         )
 
     @property
@@ -338,6 +364,11 @@ class Entry:
     def denies(self, cidr: str) -> bool:
         """Is this exactly the entry this remediator writes for ``cidr``?"""
         return self.action == "deny" and self.protocol == "-1" and self.cidr == cidr
+
+    @property
+    def has_our_form(self) -> bool:
+        """Is this a deny of one host for all protocols, as this remediator writes?"""
+        return self.denies(self.cidr) and self.cidr.endswith(("/32", "/128"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,7 +501,7 @@ class StateTable:
         *,
         expires_at: int,
         reason: str,
-        finding_id: str | None,
+        finding_ids: Sequence[str],
         now: int,
     ) -> int:
         """Record a block; returns the row's expiry, which never moves earlier."""
@@ -498,9 +529,9 @@ class StateTable:
             "#last = :now, #first = if_not_exists(#first, :now), "
             "#expires = if_not_exists(#expires, :expires) ADD #hits :one"
         )
-        if finding_id:
+        if finding_ids:
             names["#findings"] = "finding_ids"
-            values[":findings"] = {"SS": [finding_id]}
+            values[":findings"] = {"SS": list(dict.fromkeys(finding_ids))}
             expression += ", #findings :findings"
         response = self._db.update_item(
             TableName=self.name,
@@ -732,6 +763,29 @@ class StateTable:
         )
         return "Attributes" in response
 
+    def orphan_since(self, target: Target, entry: Entry, now: int) -> int:
+        """When the sweeps first saw ``entry`` unrecorded (now, on first sight)."""
+        key = {"pk": {"S": f"{ORPHAN_PREFIX}{target.key}#{entry.rule_number}#{entry.cidr}"}}
+        # A record past its expiry is from an earlier episode: this one starts now.
+        started = self._conditional(
+            self._db.put_item,
+            Item={
+                **key,
+                "first_seen": {"N": str(now)},
+                "expires_at": {"N": str(now + 2 * ORPHAN_GRACE_SECONDS)},
+            },
+            ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+            ExpressionAttributeValues={":now": {"N": str(now)}},
+        )
+        if started:
+            return now
+        found = self._db.get_item(TableName=self.name, Key=key, ConsistentRead=True)
+        return int(found.get("Item", {}).get("first_seen", {}).get("N", now))
+
+    def forget_orphan(self, target: Target, entry: Entry) -> None:
+        key = {"pk": {"S": f"{ORPHAN_PREFIX}{target.key}#{entry.rule_number}#{entry.cidr}"}}
+        self._db.delete_item(TableName=self.name, Key=key)
+
     def drop_acl(self, nacl_id: str) -> int:
         """Delete every row and seat of an ACL that no longer exists; the rows dropped."""
         dropped = 0
@@ -820,6 +874,12 @@ class NetworkAcls:
                 return True
             if aws.error_code(exc) == "NetworkAclEntryAlreadyExists":
                 return False
+            if aws.error_code(exc) == ENTRY_LIMIT_EXCEEDED:
+                raise _AclFull(
+                    f"AWS refused the entry: {target} holds its quota of rules for IPv"
+                    f"{6 if ':' in cidr else 4} (the ACL's own rules and the default rule "
+                    "count too); lower capacity or raise the quota"
+                ) from None
             raise
         return True
 
@@ -881,13 +941,42 @@ class Blocker:
             raise _AclGone(target.nacl_id)
         return acl
 
-    def _delete_if_denies(self, target: Target, rule_number: int, cidr: str) -> bool:
-        """Remove the entry at ``rule_number`` if it is still our deny of ``cidr``."""
-        acl = self.acls.read(target.nacl_id)
-        entry = acl.entry(target, rule_number) if acl else None
+    def _settled_entry(
+        self, target: Target, rule_number: int, settled: Callable[[Entry | None], bool]
+    ) -> Entry | None:
+        """The entry at ``rule_number`` (``None``: none, or the ACL is gone), read again
+        until ``settled`` holds or :data:`VERIFY_READS` reads are spent.
+
+        ``DescribeNetworkAcls`` is eventually consistent in AWS (moto answers at once): a
+        read right after a create may miss the entry, and one right after a delete may
+        still show it. One read is not proof of either.
+        """
+        attempts = Attempts(self.clock, VERIFY_READS)
+        entry: Entry | None = None
+        for attempt in attempts:
+            acl = self.acls.read(target.nacl_id)
+            entry = acl.entry(target, rule_number) if acl else None
+            if acl is None or settled(entry) or not attempts.wait(attempt):
+                break
+        return entry
+
+    def _delete_if_denies(self, target: Target, rule_number: int, cidr: str) -> bool | None:
+        """Remove the entry at ``rule_number`` if it is still our deny of ``cidr``.
+
+        ``True``: removed and seen gone; ``False``: no such deny, after reading until it
+        showed or the reads ran out; ``None``: deleted but still shown when the reads ran
+        out, so the caller keeps the seat marked and the next sweep finishes the job.
+        """
+        entry = self._settled_entry(target, rule_number, lambda e: e is not None)
         if entry is None or not entry.denies(cidr):
             return False
         self.acls.delete(target, rule_number)
+        if self._settled_entry(target, rule_number, lambda e: e is None) is not None:
+            logger.warning(
+                "deleted entry still shown; the next sweep checks again",
+                extra={"target": str(target), "rule_number": rule_number},
+            )
+            return None
         return True
 
     def release(self, seat: Seat, heir: str | None = None) -> int | None:
@@ -902,10 +991,11 @@ class Blocker:
         if not seat.releasing and not self.table.mark_releasing(seat, heir):
             return None
         removed = None
-        if seat.rule_number is not None and self._delete_if_denies(
-            seat.target, seat.rule_number, seat.cidr
-        ):
-            removed = seat.rule_number
+        if seat.rule_number is not None:
+            deleted = self._delete_if_denies(seat.target, seat.rule_number, seat.cidr)
+            if deleted is None:
+                return None  # the seat stays marked: the next sweep verifies and finishes
+            removed = seat.rule_number if deleted else None
         self.table.finish_release(seat, heir)
         return removed
 
@@ -942,7 +1032,8 @@ class Blocker:
         :class:`_AclGone`, or :class:`PlacementError` when the attempts run out.
         """
         last_error = ""
-        for attempt in range(MAX_ATTEMPTS):
+        attempts = Attempts(self.clock, MAX_ATTEMPTS)
+        for attempt in attempts:
             try:
                 return self._place_once(target, cidr, keep, evicted)
             except _Restart:
@@ -953,10 +1044,10 @@ class Blocker:
                 "placement conflicted; retrying",
                 extra={"target": str(target), "cidr": cidr, "attempt": attempt + 1},
             )
-            if attempt + 1 < MAX_ATTEMPTS:
-                self.clock.sleep(backoff(attempt))
+            if not attempts.wait(attempt):
+                break
         raise PlacementError(
-            f"{cidr} was not placed in {target} after {MAX_ATTEMPTS} attempts; "
+            f"{cidr} was not placed in {target} {attempts.summary()}; "
             f"last conflict: {last_error or 'none'}"
         )
 
@@ -1143,19 +1234,24 @@ class Blocker:
         numbers = self.config.rule_numbers
         # Expired blocks. DynamoDB TTL deletes rows lazily (typically within days), so
         # expiry is decided here from expires_at, never from a row's absence alone.
+        # Blocks the allowlist covers now: it changed since they were written, and no
+        # block may outlive that (nor be re-created below).
         state = self.table.load_one(target)
         for row in sorted(state.rows.values(), key=lambda r: r.cidr):
-            if row.expires_at > now or not self.table.delete_row_if_unchanged(row):
+            lifted = None if row.expires_at <= now else lift_reason(row.cidr, self.config.allowlist)
+            if (row.expires_at > now and lifted is None) or not self.table.delete_row_if_unchanged(
+                row
+            ):
                 continue
             removed = self.remove_entries(target, row.cidr, state)
             number = removed[0] if removed else None
             rule = f" (removed rule {number})" if number is not None else ""
             out.entry(
-                "expired",
+                "lifted" if lifted else "expired",
                 target,
                 row.cidr,
                 number,
-                f"Unblocked {row.cidr} in {target}{rule}: its block expired",
+                f"Unblocked {row.cidr} in {target}{rule}: {lifted or 'its block expired'}",
             )
         # Seats no block stands behind: the row was deleted by hand or by TTL, or a remover
         # stopped half-way.
@@ -1197,7 +1293,7 @@ class Blocker:
                 placement = self.place(
                     target, row.cidr, keep=frozenset({row.cidr}), evicted=evicted
                 )
-            except _NoRoom as exc:
+            except (_NoRoom, _AclFull) as exc:
                 self.withdraw(target, row.cidr, self.table.load_one(target))
                 line = f"Dropped the block of {row.cidr} in {target}: {exc}"
                 out.entry("dropped", target, row.cidr, None, line)
@@ -1216,13 +1312,32 @@ class Blocker:
                     f"Re-created rule {placement.rule_number} for {row.cidr} in {target}: its "
                     "block is recorded but the entry was missing",
                 )
-        # Entries in the range that neither a seat nor a row proves ours: never touched,
-        # reported by every sweep.
+        # Entries in the range that neither a seat nor a row proves ours: reported by
+        # every sweep and never touched, except one of exactly our form left unrecorded
+        # for ORPHAN_GRACE_SECONDS, which is ours whose record was lost.
         acl = self._read(target)
         state = self.table.load_one(target)
         for entry in acl.in_range(target, numbers):
-            if not state.owns(entry):
+            if state.owns(entry):
+                continue
+            if not entry.has_our_form:
                 out.foreign(target, entry)
+                continue
+            since = self.table.orphan_since(target, entry, now)
+            if now < since + ORPHAN_GRACE_SECONDS:
+                out.foreign(target, entry, remove_after=since + ORPHAN_GRACE_SECONDS)
+                continue
+            if self._delete_if_denies(target, entry.rule_number, entry.cidr):
+                self.table.forget_orphan(target, entry)
+                out.entry(
+                    "removedOrphan",
+                    target,
+                    entry.cidr,
+                    entry.rule_number,
+                    f"Removed rule {entry.rule_number} (deny {entry.cidr}) from {target}: it "
+                    "is exactly a deny this remediator writes, inside its range, and no block "
+                    f"has been recorded for it since {iso(since)}",
+                )
 
 
 # --------------------------------------------------------------------------- reports
@@ -1325,58 +1440,81 @@ def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
 # --------------------------------------------------------------------------- operations
 
 
+def _directions_by_address(
+    config: Config,
+    candidates: Sequence[tuple[addresses.IPAddress, Role]],
+    outcome: _Outcome,
+) -> dict[str, list[str]]:
+    """The addresses to deny per direction: an inbound attacker in every configured
+    direction (ingress, and egress too when enabled), an outbound malicious destination at
+    the egress side only, and only when egress is enabled."""
+    by_direction: dict[str, list[str]] = {direction: [] for direction in config.directions}
+    for host, role in candidates:
+        decision = addresses.classify(host, config.allowlist)
+        if not decision.allowed:
+            outcome.rejected.append((str(host), decision.reason))
+            continue
+        if role is Role.INBOUND_ATTACKER:
+            directions: Sequence[str] = config.directions
+        elif "egress" in config.directions:
+            directions = ("egress",)
+        else:
+            outcome.rejected.append((str(host), EGRESS_DISABLED))
+            continue
+        for direction in directions:
+            by_direction[direction].append(addresses.canonical_cidr(host))
+    cap = config.capacity
+    over: list[str] = []
+    for direction, found in by_direction.items():
+        cidrs = _dedupe(found)
+        over += cidrs[cap:]
+        by_direction[direction] = cidrs[:cap]
+    outcome.rejected.extend(
+        (cidr, f"one request may block at most {cap} addresses per network ACL (CAPACITY)")
+        for cidr in _dedupe(over)
+    )
+    return {direction: cidrs for direction, cidrs in by_direction.items() if cidrs}
+
+
 def _block(
     blocker: Blocker,
     nacl_ids: Sequence[str],
-    hosts: Sequence[addresses.IPAddress],
+    candidates: Sequence[tuple[addresses.IPAddress, Role]],
     *,
     ttl_seconds: int,
     reason: str,
-    finding_id: str | None,
+    finding_ids: Sequence[str],
     region: str,
     outcome: _Outcome,
 ) -> None:
-    config = blocker.config
     now = int(blocker.clock.now())
-    found: list[str] = []
-    for host in hosts:
-        decision = addresses.classify(host, config.allowlist)
-        if decision.allowed:
-            found.append(addresses.canonical_cidr(host))
-        else:
-            outcome.rejected.append((str(host), decision.reason))
-    cidrs = _dedupe(found)
-    cap = config.capacity
-    outcome.rejected.extend(
-        (cidr, f"one request may block at most {cap} addresses per network ACL (CAPACITY)")
-        for cidr in cidrs[cap:]
-    )
-    cidrs = cidrs[:cap]
-    if not cidrs:
+    by_direction = _directions_by_address(blocker.config, candidates, outcome)
+    if not by_direction:
         return
-    keep = frozenset(cidrs)
     for nacl_id in nacl_ids:
         acl = blocker.acls.read(nacl_id)
         if acl is None:
             outcome.rejected.extend(
-                (cidr, f"network ACL {nacl_id} does not exist") for cidr in cidrs
+                (cidr, f"network ACL {nacl_id} does not exist")
+                for cidr in _dedupe(c for cidrs in by_direction.values() for c in cidrs)
             )
             continue
         outcome.acl_arns.append(_acl_arn(acl, region))
-        for direction in config.directions:
+        for direction, cidrs in by_direction.items():
             target = Target(nacl_id, direction)
+            keep = frozenset(cidrs)
             for cidr in cidrs:
                 expires_at = blocker.table.upsert(
                     target,
                     cidr,
                     expires_at=now + ttl_seconds,
                     reason=reason,
-                    finding_id=finding_id,
+                    finding_ids=finding_ids,
                     now=now,
                 )
                 try:
                     placement = blocker.place(target, cidr, keep=keep, evicted=outcome.evicted)
-                except _NoRoom as exc:
+                except (_NoRoom, _AclFull) as exc:
                     blocker.withdraw(target, cidr, blocker.table.load_one(target))
                     outcome.rejected.append((cidr, f"{target}: {exc}"))
                     continue
@@ -1393,62 +1531,74 @@ def _block(
                 )
 
 
-def _block_finding(
-    *,
-    delivery: dict[str, str],
-    event: GuardDutyFindingEvent,
-    config: Config,
-    clock: Clock,
+def _target_acls(blocker: Blocker, findings: Sequence[Finding]) -> tuple[list[str], str | None]:
+    """``NACL_IDS``, or else the ACLs of the findings' subnets (and why there are none)."""
+    if blocker.config.nacl_ids:
+        return list(blocker.config.nacl_ids), None
+    subnets = _dedupe(s for finding in findings for s in finding.subnets)
+    nacl_ids = blocker.acls.for_subnets(subnets)
+    if nacl_ids:
+        return nacl_ids, None
+    return [], f"no network ACL is associated with subnet(s) {', '.join(subnets)} here"
+
+
+def apply(
+    findings: Sequence[Finding], origin: Origin, config: Config, clock: Clock
 ) -> dict[str, Any]:
-    """The idempotent part: ``delivery`` (finding id + updatedAt) is the idempotency key."""
-    finding = event.detail
-    found = addresses.extract_addresses({"type": finding.type, "service": finding.service})
-    ids = {"findingId": delivery["findingId"], "findingType": finding.type}
-    if not found:
-        logger.info("finding names no inbound remote address; nothing to block", extra=ids)
-        return _Outcome().result(**ids, networkAcls=[], notified=False)
+    """Deny the addresses of decided findings, each on the side its role calls for."""
+    batch = Batch.of(findings)
+    outcome = _Outcome(rejected=list(batch.rejected))
+    candidates, finding_ids = batch.candidates, batch.finding_ids
+    if not candidates and not outcome.rejected:
+        logger.info("nothing to block in the finding(s)", extra=origin.ids)
+        return outcome.result(**origin.ids, networkAcls=[], notified=False)
     blocker = Blocker(config, clock)
-    nacl_ids = list(config.nacl_ids)
-    if not nacl_ids:
-        subnets = finding_subnets(finding.resource)
-        nacl_ids = blocker.acls.for_subnets(subnets)
-        if not nacl_ids:
-            reason = f"no network ACL is associated with subnet(s) {', '.join(subnets)} here"
-            logger.warning("finding rejected", extra={**ids, "reason": reason})
-            return {"status": "rejected", **ids, "reason": reason}
-    outcome = _Outcome()
+    nacl_ids, no_acl = _target_acls(blocker, findings)
+    if no_acl is not None:
+        logger.warning("finding rejected", extra={**origin.ids, "reason": no_acl})
+        return {"status": "rejected", **origin.ids, "reason": no_acl}
     _block(
         blocker,
         nacl_ids,
-        [item.address for item in found],
+        candidates,
         ttl_seconds=config.block_ttl_seconds,
-        reason=f"GuardDuty {finding.type}",
-        finding_id=finding.id,
-        region=event.region,
+        reason=origin.reason,
+        finding_ids=finding_ids,
+        region=origin.region,
         outcome=outcome,
     )
+    severity, types = batch.severity, batch.types
     notified = _publish(
         config,
         clock,
-        title=(f"Denied {outcome.addresses_blocked} address(es) in network ACLs: {finding.type}"),
-        severity=report_severity(finding.severity),
+        title=f"Denied {outcome.addresses_blocked} address(es) in network ACLs: {types}",
+        severity=report_severity(severity),
         summary=(
-            f"GuardDuty finding {finding.type} (severity {finding.severity}) named "
-            f"{len(found)} remote address(es): {outcome.addresses_blocked} denied in "
-            f"{', '.join(nacl_ids)} for {config.block_ttl_seconds} s, "
-            f"{len(outcome.rejected)} rejection(s), {len(outcome.evicted)} eviction(s)."
+            f"{origin.reason} (severity {severity}) named {len(candidates)} remote "
+            f"address(es): {outcome.addresses_blocked} denied in {', '.join(nacl_ids)} for "
+            f"{config.block_ttl_seconds} s, {len(outcome.rejected)} rejection(s), "
+            f"{len(outcome.evicted)} eviction(s)."
         ),
         actions=outcome.actions(config),
-        account=event.account,
-        region=event.region,
-        resources=[*outcome.acl_arns, *([finding.arn] if finding.arn else [])],
-        finding_id=finding.id,
+        account=origin.account,
+        region=origin.region,
+        resources=[*outcome.acl_arns, *(f.arn for f in findings if f.arn)],
+        finding_id=finding_ids[0] if len(finding_ids) == 1 else None,
     )
     logger.info(
-        "finding processed",
-        extra={**ids, "blocked": len(outcome.blocked), "rejected": len(outcome.rejected)},
+        "finding(s) processed",
+        extra={**origin.ids, "blocked": len(outcome.blocked), "rejected": len(outcome.rejected)},
     )
-    return outcome.result(**ids, networkAcls=nacl_ids, notified=notified)
+    return outcome.result(**origin.ids, networkAcls=nacl_ids, notified=notified)
+
+
+def _no_target(finding: Finding, config: Config) -> str | None:
+    if config.nacl_ids or finding.subnets:
+        return None
+    return (
+        "no target network ACL: NACL_IDS is empty and the finding names no subnet "
+        "(resource.instanceDetails.networkInterfaces[].subnetId)"
+    )
 
 
 def handle_finding(
@@ -1457,55 +1607,23 @@ def handle_finding(
     clock: Clock = SYSTEM_CLOCK,
     lambda_context: LambdaContext | None = None,
 ) -> dict[str, Any]:
-    """Deny the attacker addresses of a catalog finding at or above the threshold.
+    """Deny the addresses of a catalog finding at or above the threshold.
 
     Target ACLs: ``NACL_IDS``; when it is empty, the ACLs of the subnets of the finding's
-    instance (``resource.instanceDetails.networkInterfaces[].subnetId``).
-
-    Idempotency: Powertools' ``idempotent_function`` over the state table, keyed on the
-    finding id *and* its ``updatedAt``, as in waf_blocker. The same delivery twice
-    (EventBridge is at-least-once) returns the stored result without touching EC2 or SNS; a
-    genuine update of the finding is new evidence and extends the block. Powertools rather
-    than a conditional write of our own because it also handles an in-flight duplicate
-    (raises, so Lambda retries it later), deletes the record when processing fails (so the
-    retry really retries) and stores the result to return on replay. The rows are
-    idempotent on their own too (keyed by address), so even a replay outside the window
-    creates no second entry.
+    instance (``resource.instanceDetails.networkInterfaces[].subnetId``). The rows are
+    idempotent on their own too (keyed by address), so even a replay outside the
+    idempotency window creates no second entry.
     """
-    finding = event.detail
-    ids = {"findingId": finding.id, "findingType": finding.type}
-    if action_kind(finding.type) is None:
-        reason = f"finding type {finding.type} does not name a blockable attacker address"
-        logger.info("finding ignored", extra={**ids, "reason": reason})
-        return {"status": "ignored", **ids, "reason": reason}
-    if finding.severity < config.severity_threshold:
-        reason = f"severity {finding.severity} is below the threshold {config.severity_threshold}"
-        logger.info("finding ignored", extra={**ids, "reason": reason})
-        return {"status": "ignored", **ids, "reason": reason}
-    if not config.nacl_ids and not finding_subnets(finding.resource):
-        reason = (
-            "no target network ACL: NACL_IDS is empty and the finding names no subnet "
-            "(resource.instanceDetails.networkInterfaces[].subnetId)"
-        )
-        logger.warning("finding rejected", extra={**ids, "reason": reason})
-        return {"status": "rejected", **ids, "reason": reason}
-    idempotency = IdempotencyConfig(
-        expires_after_seconds=IDEMPOTENCY_WINDOW_SECONDS, lambda_context=lambda_context
+    return handle_guardduty(
+        event,
+        config,
+        clock,
+        apply=apply,
+        logger=logger,
+        lambda_context=lambda_context,
+        subnets=finding_subnets(event.detail.resource),
+        refuse=lambda finding: _no_target(finding, config),
     )
-    process = idempotent_function(
-        _block_finding,
-        data_keyword_argument="delivery",
-        persistence_store=persistence_layer(config.state_table),
-        config=idempotency,
-        key_prefix=IDEMPOTENCY_KEY_PREFIX,
-    )
-    result: dict[str, Any] = process(
-        delivery={"findingId": finding.id, "updatedAt": finding.updated_at},
-        event=event,
-        config=config,
-        clock=clock,
-    )
-    return result
 
 
 def _parse_hosts(texts: Sequence[str], outcome: _Outcome) -> list[addresses.IPAddress]:
@@ -1535,10 +1653,10 @@ def block(
     _block(
         Blocker(config, clock),
         config.nacl_ids,
-        hosts,
+        [(host, Role.INBOUND_ATTACKER) for host in hosts],
         ttl_seconds=ttl,
         reason=request.reason,
-        finding_id=None,
+        finding_ids=(),
         region=region,
         outcome=outcome,
     )
@@ -1619,7 +1737,9 @@ class _Sweep:
             key: []
             for key in (
                 "expired",
+                "lifted",
                 "removedUnrecorded",
+                "removedOrphan",
                 "evicted",
                 "restored",
                 "dropped",
@@ -1646,7 +1766,7 @@ class _Sweep:
         self.result["evicted"] += [_eviction_result(e) for e in evicted]
         self.lines += [_eviction_line(e, self.config) for e in evicted]
 
-    def foreign(self, target: Target, entry: Entry) -> None:
+    def foreign(self, target: Target, entry: Entry, remove_after: int | None = None) -> None:
         self.result["foreign"].append(
             {
                 "networkAclId": target.nacl_id,
@@ -1654,6 +1774,7 @@ class _Sweep:
                 "ruleNumber": entry.rule_number,
                 "cidr": entry.cidr,
                 "ruleAction": entry.action,
+                **({"removeAfter": iso(remove_after)} if remove_after is not None else {}),
             }
         )
         self.lines.append(
@@ -1712,7 +1833,8 @@ def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[st
         title="Network ACL blocklist sweep",
         severity="INFO",
         summary=(
-            f"{len(result['expired'])} expired, {len(result['removedUnrecorded'])} "
+            f"{len(result['expired'])} expired, {len(result['lifted'])} lifted by the "
+            f"allowlist, {len(result['removedUnrecorded'])} "
             f"unrecorded removed, {len(result['restored'])} re-created, "
             f"{len(result['evicted'])} evicted, {len(result['dropped'])} dropped, "
             f"{len(result['foreign'])} foreign entr(y/ies) left alone in the reserved range."

@@ -37,10 +37,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.idempotency import (
-    IdempotencyConfig,
-    idempotent_function,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
@@ -48,34 +44,40 @@ from functions.common import addresses, aws, report
 from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
     BACKOFF_BASE_SECONDS,
     BACKOFF_CAP_SECONDS,
+    DEADLINE_MARGIN_SECONDS,
     DEFAULT_BLOCK_TTL_SECONDS,
     DEFAULT_SEVERITY_THRESHOLD,
     MAX_ADDRESSES_PER_REQUEST,
     MAX_TTL_SECONDS,
     MIN_TTL_SECONDS,
     SYSTEM_CLOCK,
+    Attempts,
     BlockRequest,
     Clock,
     DirectRequest,
     GuardDutyFinding,
     GuardDutyFindingEvent,
+    Origin,
     SweepRequest,
     UnblockRequest,
     backoff,
+    handle_guardduty,
     iso,
+    lift_reason,
     persistence_layer,
     report_severity,
 )
-from functions.common.finding_catalog import action_kind
+from functions.common.finding_catalog import Role
+from functions.common.intake import Batch, Finding
 
 FUNCTION_NAME = "waf_blocker"
 logger = Logger(service=FUNCTION_NAME, child=True)
 
 ROW_PREFIX = "ip#"
-IDEMPOTENCY_KEY_PREFIX = "finding"
-# EventBridge retries delivery for up to 24 hours; a redelivery inside that window must be
-# recognised as one.
-IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+OUTBOUND_ONLY_AT_NACL = (
+    "outbound malicious destination: WAF sees only inbound requests; the network ACL's "
+    "egress side (nacl_blocklist with egress_enabled) answers it"
+)
 WAF_MAX_ADDRESSES_PER_SET = 10_000
 
 # Eight writers hammering one set (tests/e2e) needed up to 14 attempts in rare cases, 1-3
@@ -126,6 +128,7 @@ class Config:
     severity_threshold: float = DEFAULT_SEVERITY_THRESHOLD
     max_addresses_per_set: int = WAF_MAX_ADDRESSES_PER_SET
     notify_topic_arn: str = ""
+    block_ip_action_arn: str = ""
 
     def __post_init__(self) -> None:
         if self.scope not in ("REGIONAL", "CLOUDFRONT"):
@@ -172,6 +175,7 @@ class Config:
             severity_threshold=number("SEVERITY_THRESHOLD", str(DEFAULT_SEVERITY_THRESHOLD), float),
             max_addresses_per_set=number("MAX_ADDRESSES_PER_SET", "10000", int),
             notify_topic_arn=env.get("NOTIFY_TOPIC_ARN", "").strip(),
+            block_ip_action_arn=env.get("BLOCK_IP_ACTION_ARN", "").strip(),
         )
 
     def ip_set(self, version: int) -> IpSetRef:
@@ -209,7 +213,7 @@ class StateTable:
         *,
         expires_at: int,
         reason: str,
-        finding_id: str | None,
+        finding_ids: Sequence[str],
         now: int,
     ) -> int:
         """Record a block; returns the row's expiry, which never moves earlier."""
@@ -235,9 +239,9 @@ class StateTable:
             "#first = if_not_exists(#first, :now), #expires = if_not_exists(#expires, :expires) "
             "ADD #hits :one"
         )
-        if finding_id:
+        if finding_ids:
             names["#findings"] = "finding_ids"
-            values[":findings"] = {"SS": [finding_id]}
+            values[":findings"] = {"SS": list(dict.fromkeys(finding_ids))}
             expression += ", #findings :findings"
         response = self._db.update_item(
             TableName=self.name,
@@ -374,7 +378,8 @@ def modify_ip_set(
     """
     waf = aws.client("wafv2", config.waf_region)
     last_error = ""
-    for attempt in range(MAX_ATTEMPTS):
+    attempts = Attempts(clock, MAX_ATTEMPTS)
+    for attempt in attempts:
         try:
             response = waf.get_ip_set(Name=ref.name, Scope=config.scope, Id=ref.id)
             ip_set = response["IPSet"]
@@ -405,10 +410,10 @@ def modify_ip_set(
             "IP set write conflicted; retrying",
             extra={"ip_set": ref.name, "attempt": attempt + 1, "error": last_error},
         )
-        if attempt + 1 < MAX_ATTEMPTS:
-            clock.sleep(backoff(attempt))
+        if not attempts.wait(attempt):
+            break
     raise IpSetUpdateError(
-        f"IP set {ref.name} ({ref.id}) was not updated after {MAX_ATTEMPTS} attempts; "
+        f"IP set {ref.name} ({ref.id}) was not updated {attempts.summary()}; "
         f"last error: {last_error}"
     )
 
@@ -522,17 +527,20 @@ class _Outcome:
 def _block(
     config: Config,
     clock: Clock,
-    hosts: Sequence[addresses.IPAddress],
+    candidates: Sequence[tuple[addresses.IPAddress, Role]],
     *,
     ttl_seconds: int,
     reason: str,
-    finding_id: str | None,
+    finding_ids: Sequence[str],
     outcome: _Outcome,
 ) -> None:
     now = int(clock.now())
     expires_at = now + ttl_seconds
     by_version: dict[int, list[str]] = {4: [], 6: []}
-    for host in hosts:
+    for host, role in candidates:
+        if role is not Role.INBOUND_ATTACKER:
+            outcome.rejected.append((str(host), OUTBOUND_ONLY_AT_NACL))
+            continue
         decision = addresses.classify(host, config.allowlist)
         if decision.allowed:
             by_version[host.version].append(addresses.canonical_cidr(host))
@@ -551,7 +559,12 @@ def _block(
         cidrs = cidrs[:cap]
         expiries = [
             table.upsert(
-                cidr, version, expires_at=expires_at, reason=reason, finding_id=finding_id, now=now
+                cidr,
+                version,
+                expires_at=expires_at,
+                reason=reason,
+                finding_ids=finding_ids,
+                now=now,
             )
             for cidr in cidrs
         ]
@@ -575,52 +588,47 @@ def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
     return True
 
 
-def _block_finding(
-    *,
-    delivery: dict[str, str],
-    event: GuardDutyFindingEvent,
-    config: Config,
-    clock: Clock,
+def apply(
+    findings: Sequence[Finding], origin: Origin, config: Config, clock: Clock
 ) -> dict[str, Any]:
-    """The idempotent part: ``delivery`` (finding id + updatedAt) is the idempotency key."""
-    finding = event.detail
-    found = addresses.extract_addresses({"type": finding.type, "service": finding.service})
-    ids = {"findingId": delivery["findingId"], "findingType": finding.type}
-    if not found:
-        logger.info("finding names no inbound remote address; nothing to block", extra=ids)
-        return {"status": "processed", **ids, "blocked": [], "rejected": [], "evicted": []}
-    outcome = _Outcome()
+    """Block the inbound attackers of decided findings; say why anything else was not."""
+    batch = Batch.of(findings)
+    outcome = _Outcome(rejected=list(batch.rejected))
+    candidates, finding_ids = batch.candidates, batch.finding_ids
+    if not candidates and not outcome.rejected:
+        logger.info("nothing to block in the finding(s)", extra=origin.ids)
+        return outcome.result(**origin.ids)
     _block(
         config,
         clock,
-        [item.address for item in found],
+        candidates,
         ttl_seconds=config.block_ttl_seconds,
-        reason=f"GuardDuty {finding.type}",
-        finding_id=finding.id,
+        reason=origin.reason,
+        finding_ids=finding_ids,
         outcome=outcome,
     )
+    severity, types = batch.severity, batch.types
     notified = _publish(
         config,
         clock,
-        title=f"Blocked {len(outcome.blocked)} address(es) at the edge: {finding.type}",
-        severity=report_severity(finding.severity),
+        title=f"Blocked {len(outcome.blocked)} address(es) at the edge: {types}",
+        severity=report_severity(severity),
         summary=(
-            f"GuardDuty finding {finding.type} (severity {finding.severity}) named "
-            f"{len(found)} remote address(es): {len(outcome.blocked)} blocked for "
-            f"{config.block_ttl_seconds} s, {len(outcome.rejected)} not blocked, "
-            f"{len(outcome.evicted)} evicted."
+            f"{origin.reason} (severity {severity}) named {len(candidates)} remote "
+            f"address(es): {len(outcome.blocked)} blocked for {config.block_ttl_seconds} s, "
+            f"{len(outcome.rejected)} not blocked, {len(outcome.evicted)} evicted."
         ),
         actions=outcome.actions(config),
-        account=event.account,
-        region=event.region,
-        resources=[*outcome.ip_set_arns, *([finding.arn] if finding.arn else [])],
-        finding_id=finding.id,
+        account=origin.account,
+        region=origin.region,
+        resources=[*outcome.ip_set_arns, *(f.arn for f in findings if f.arn)],
+        finding_id=finding_ids[0] if len(finding_ids) == 1 else None,
     )
     logger.info(
-        "finding processed",
-        extra={**ids, "blocked": len(outcome.blocked), "rejected": len(outcome.rejected)},
+        "finding(s) processed",
+        extra={**origin.ids, "blocked": len(outcome.blocked), "rejected": len(outcome.rejected)},
     )
-    return outcome.result(**ids, notified=notified)
+    return outcome.result(**origin.ids, notified=notified)
 
 
 def handle_finding(
@@ -629,44 +637,10 @@ def handle_finding(
     clock: Clock = SYSTEM_CLOCK,
     lambda_context: LambdaContext | None = None,
 ) -> dict[str, Any]:
-    """Block the attacker addresses of a catalog finding at or above the threshold.
-
-    Idempotency: Powertools' ``idempotent_function`` over the state table, keyed on the
-    finding id *and* its ``updatedAt``. The same delivery twice (EventBridge is
-    at-least-once) returns the stored result without touching WAF or SNS; a genuine update
-    of the finding (GuardDuty re-publishes it with a new ``updatedAt`` when the activity
-    recurs) is new evidence and extends the block. Powertools rather than our own
-    conditional write because it also handles an in-flight duplicate (raises, so Lambda
-    retries it later), deletes the record when processing fails (so the retry really
-    retries) and stores the result to return on replay.
-    """
-    finding = event.detail
-    ids = {"findingId": finding.id, "findingType": finding.type}
-    if action_kind(finding.type) is None:
-        reason = f"finding type {finding.type} does not name a blockable attacker address"
-        logger.info("finding ignored", extra={**ids, "reason": reason})
-        return {"status": "ignored", **ids, "reason": reason}
-    if finding.severity < config.severity_threshold:
-        reason = f"severity {finding.severity} is below the threshold {config.severity_threshold}"
-        logger.info("finding ignored", extra={**ids, "reason": reason})
-        return {"status": "ignored", **ids, "reason": reason}
-    idempotency = IdempotencyConfig(
-        expires_after_seconds=IDEMPOTENCY_WINDOW_SECONDS, lambda_context=lambda_context
+    """Block the inbound attacker addresses of a catalog finding at or above the threshold."""
+    return handle_guardduty(
+        event, config, clock, apply=apply, logger=logger, lambda_context=lambda_context
     )
-    process = idempotent_function(
-        _block_finding,
-        data_keyword_argument="delivery",
-        persistence_store=persistence_layer(config.state_table),
-        config=idempotency,
-        key_prefix=IDEMPOTENCY_KEY_PREFIX,
-    )
-    result: dict[str, Any] = process(
-        delivery={"findingId": finding.id, "updatedAt": finding.updated_at},
-        event=event,
-        config=config,
-        clock=clock,
-    )
-    return result
 
 
 def _parse_hosts(texts: Sequence[str], outcome: _Outcome) -> list[addresses.IPAddress]:
@@ -689,10 +663,10 @@ def block(
     _block(
         config,
         clock,
-        hosts,
+        [(host, Role.INBOUND_ATTACKER) for host in hosts],
         ttl_seconds=ttl,
         reason=request.reason,
-        finding_id=None,
+        finding_ids=(),
         outcome=outcome,
     )
     notified = _publish(
@@ -768,13 +742,20 @@ def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[st
     """
     now = clock.now()
     table = StateTable(config.state_table)
-    expired = [
-        row.address
-        for row in table.rows()
-        if row.expires_at <= now and table.delete_if_unchanged(row.address, row.expires_at)
-    ]
+    expired: list[str] = []
+    lifted: dict[str, str] = {}
+    for row in table.rows():
+        reason = None if row.expires_at <= now else lift_reason(row.address, config.allowlist)
+        if (row.expires_at <= now or reason) and table.delete_if_unchanged(
+            row.address, row.expires_at
+        ):
+            if reason:
+                lifted[row.address] = reason
+            else:
+                expired.append(row.address)
     expired_set = set(expired)
     removed_expired: list[str] = []
+    removed_lifted: list[str] = []
     removed_unknown: list[str] = []
     restored: list[str] = []
     evicted: list[str] = []
@@ -794,9 +775,12 @@ def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[st
         for cidr in write.change.removed:
             if cidr in expired_set:
                 removed_expired.append(cidr)
+            elif cidr in lifted:
+                removed_lifted.append(cidr)
             elif cidr not in write.change.evicted:
                 removed_unknown.append(cidr)
     actions = [f"Unblocked {cidr}: its block expired" for cidr in removed_expired]
+    actions += [f"Unblocked {cidr}: {lifted[cidr]}" for cidr in removed_lifted]
     actions += [f"Removed {cidr}: no block is recorded for it" for cidr in removed_unknown]
     actions += [f"Re-added {cidr}: its block is recorded but was missing" for cidr in restored]
     actions += [f"Evicted {cidr}: the IP set was over its cap" for cidr in evicted]
@@ -806,7 +790,8 @@ def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[st
         title="WAF blocklist sweep changed the IP sets",
         severity="INFO",
         summary=(
-            f"{len(removed_expired)} expired, {len(removed_unknown)} unrecorded removed, "
+            f"{len(removed_expired)} expired, {len(removed_lifted)} lifted by the "
+            f"allowlist, {len(removed_unknown)} unrecorded removed, "
             f"{len(restored)} re-added, {len(evicted)} evicted."
         ),
         actions=actions,
@@ -819,6 +804,7 @@ def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[st
         "status": "swept",
         "expired": expired,
         "removedExpired": removed_expired,
+        "lifted": [{"address": cidr, "reason": lifted[cidr]} for cidr in lifted],
         "removedUnrecorded": removed_unknown,
         "restored": restored,
         "evicted": evicted,

@@ -478,3 +478,26 @@ def test_waf_shield_rules_exempt_the_allowlist_and_normalise_login_paths(dist: P
         {"priority": 2, "type": "LOWERCASE"},
     ]
     assert scope_down["search_string"] == "${lower(byte_match_statement.value)}"
+
+
+def test_blocking_modules_take_the_block_ip_action_and_answer_their_roles(dist: Path) -> None:
+    for name, outbound in (("waf_shield", False), ("nacl_blocklist", True)):
+        data = load(dist / "modules" / name / "main.tf.json")
+        function = REGISTRY[name].function
+        assert data["variable"]["block_ip_action_arn"]["default"] == ""
+        environment = data["locals"][f"{function}_environment"]
+        assert environment["BLOCK_IP_ACTION_ARN"] == "${var.block_ip_action_arn}"
+        rules = data["resource"]["aws_cloudwatch_event_rule"]
+        rule = rules[f"{function}_block_ip"]
+        assert 'var.block_ip_action_arn != ""' in rule["count"], "no ARN, no rule"
+        pattern = rule["event_pattern"]
+        assert json.loads(pattern.replace("${var.block_ip_action_arn}", "ARN")) == {
+            "source": ["aws.securityhub"],
+            "detail-type": ["Security Hub Findings - Custom Action"],
+            "resources": ["ARN"],
+        }
+        target = data["resource"]["aws_cloudwatch_event_target"][f"{function}_block_ip_target"]
+        assert target["count"] == rule["count"]
+        findings = rules[f"{function}_findings"]["event_pattern"]
+        assert "UnauthorizedAccess:EC2/TorIPCaller" in findings
+        assert ("Backdoor:EC2/C&CActivity.B" in findings) is outbound, "WAF: inbound only"

@@ -455,3 +455,114 @@ def test_parse_allowlist_names_the_bad_entry(text: str, bad_entry: str) -> None:
 def test_parse_allowlist_rejects_bad_json(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         addresses.parse_allowlist(text)
+
+
+# --------------------------------------------------------------------------- roles
+
+
+Role = finding_catalog.Role
+Answer = finding_catalog.Answer
+
+
+def test_every_catalog_entry_has_an_answer_and_a_reason() -> None:
+    assert len(finding_catalog.ENTRIES) > 150, "the whole published list, not a sample"
+    for name, item in finding_catalog.ENTRIES.items():
+        assert item.finding_type == name
+        assert re.fullmatch(r"[A-Za-z0-9]+:[A-Za-z0-9]+/[A-Za-z0-9&.!]+", name), name
+        assert isinstance(item.answer, Answer)
+        assert len(item.reason) > 20, name
+        assert (item.kind is None) == (item.answer is Answer.NOT_OURS), name
+    answers = {item.answer for item in finding_catalog.ENTRIES.values()}
+    assert answers == set(Answer)
+
+
+@pytest.mark.parametrize(
+    ("finding_type", "direction", "role"),
+    [
+        ("UnauthorizedAccess:EC2/TorIPCaller", "INBOUND", Role.INBOUND_ATTACKER),
+        ("UnauthorizedAccess:EC2/MaliciousIPCaller.Custom", "INBOUND", Role.INBOUND_ATTACKER),
+        ("UnauthorizedAccess:EC2/MaliciousIPCaller.Custom", "OUTBOUND", Role.OUTBOUND_DESTINATION),
+        (
+            "UnauthorizedAccess:Lambda/MaliciousIPCaller.Custom",
+            "OUTBOUND",
+            Role.OUTBOUND_DESTINATION,
+        ),
+        ("Backdoor:EC2/C&CActivity.B", "OUTBOUND", Role.OUTBOUND_DESTINATION),
+        ("Backdoor:EC2/C&CActivity.B", "INBOUND", None),
+        ("Trojan:EC2/DropPoint", "OUTBOUND", Role.OUTBOUND_DESTINATION),
+        ("UnauthorizedAccess:EC2/SSHBruteForce", "INBOUND", Role.INBOUND_ATTACKER),
+        ("UnauthorizedAccess:EC2/SSHBruteForce", "OUTBOUND", None),
+        ("Recon:EC2/PortProbeUnprotectedPort", None, Role.INBOUND_ATTACKER),
+        ("Recon:IAMUser/MaliciousIPCaller.Custom", None, Role.INBOUND_ATTACKER),
+        ("Recon:EC2/Portscan", "OUTBOUND", None),
+        ("Backdoor:EC2/C&CActivity.B!DNS", "OUTBOUND", None),
+    ],
+)
+def test_the_catalog_answers_by_direction(
+    finding_type: str, direction: str | None, role: Role | None
+) -> None:
+    item = finding_catalog.entry(finding_type)
+    assert item is not None
+    assert item.role(direction) is role
+
+
+def test_every_custom_threat_list_finding_is_answered() -> None:
+    custom = [name for name in finding_catalog.ENTRIES if name.endswith(".Custom")]
+    assert "UnauthorizedAccess:EC2/MaliciousIPCaller.Custom" in custom
+    for name in custom:
+        item = finding_catalog.ENTRIES[name]
+        if item.answer is Answer.NOT_OURS:
+            assert "domain" in item.reason, name  # Impact:EC2/MaliciousDomainRequest.Custom
+        else:
+            assert Role.INBOUND_ATTACKER in item.roles, name
+
+
+def test_the_edge_pattern_carries_only_inbound_types_and_the_nacl_pattern_all() -> None:
+    edge = event_pattern(1.0, [Role.INBOUND_ATTACKER])["detail"]["type"]
+    subnet = event_pattern(1.0)["detail"]["type"]
+    assert "UnauthorizedAccess:EC2/TorIPCaller" in edge
+    assert "UnauthorizedAccess:EC2/MaliciousIPCaller.Custom" in edge
+    assert "Backdoor:EC2/C&CActivity.B" not in edge
+    assert "Backdoor:EC2/C&CActivity.B" in subnet
+    assert set(edge) < set(subnet) == set(FINDING_TYPES)
+    assert "Recon:EC2/Portscan" not in subnet
+    assert len(json.dumps(event_pattern(1.0))) <= finding_catalog.EVENT_PATTERN_MAX_LENGTH
+
+
+def test_the_docs_table_is_generated_from_the_catalog() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "finding-catalog.md"
+    assert docs.read_text() == finding_catalog.markdown(), "run: python main.py docs"
+    for name in finding_catalog.ENTRIES:
+        assert f"`{name}`" in docs.read_text()
+
+
+def test_an_outbound_cc_connection_names_its_destination() -> None:
+    found = extract_addresses(detail("gd_ec2_cc_activity_outbound.json"))
+    assert found == [
+        FoundAddress(
+            ip("45.137.21.9"),
+            "service.action.networkConnectionAction.remoteIpDetails.ipAddressV4",
+            Role.OUTBOUND_DESTINATION,
+        )
+    ]
+
+
+def test_a_tor_exit_connecting_in_is_an_inbound_attacker() -> None:
+    found = extract_addresses(detail("gd_ec2_tor_ip_caller.json"))
+    assert [(item.address, item.role) for item in found] == [
+        (ip("185.220.101.33"), Role.INBOUND_ATTACKER)
+    ]
+
+
+@pytest.mark.parametrize("value", [" 185.220.101.46", "185.220.101.46 ", "185.220.101.46\n"])
+def test_an_address_with_surrounding_whitespace_is_rejected_with_a_reason(value: str) -> None:
+    finding = detail("gd_waf_ssh_bruteforce_inbound.json")
+    finding["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]["ipAddressV4"] = (
+        value
+    )
+    extraction = addresses.extract(finding)
+    assert extraction.found == []
+    ((shown, reason),) = extraction.rejected
+    assert shown == value
+    assert "surrounding whitespace" in reason
+    assert reason.startswith("service.action.networkConnectionAction.remoteIpDetails.ipAddressV4")

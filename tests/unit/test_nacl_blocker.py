@@ -419,7 +419,8 @@ def test_nothing_blockable_means_no_acl_write_but_people_are_told(env: Env) -> N
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda d: d.update(type="Recon:EC2/Portscan"), "does not name a blockable attacker"),
+        (lambda d: d.update(type="Recon:EC2/Portscan"), "Recon:EC2/Portscan is not ours to block"),
+        (lambda d: d.update(type="Made:Up/Type"), "is not in the catalog"),
         (lambda d: d.update(severity=0.9), "severity 0.9 is below the threshold 1.0"),
     ],
 )
@@ -881,8 +882,11 @@ def test_manual_block_without_ttl_uses_the_configured_one(env: Env) -> None:
         ({"action": "block", "addresses": ["1.1.1.1"], "reason": "x", "extra": 1}, "extra"),
         ({"action": "unblock", "addresses": ["1.1.1.1"]}, "reason"),
         ({"action": "explode"}, "action"),
-        ({"detail-type": "GuardDuty Finding", "detail": {"id": "x"}}, "invalid GuardDuty"),
-        ({"detail-type": "Scheduled Event"}, "invalid scheduled event"),
+        (
+            {"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {"id": "x"}},
+            "invalid GuardDuty",
+        ),
+        ({"detail-type": "Scheduled Event", "source": "aws.events"}, "invalid scheduled event"),
         ({"hello": "world"}, "unrecognised event"),
         ([1, 2, 3], "expected a JSON object"),
     ],
@@ -1257,3 +1261,342 @@ def test_every_call_is_declared(env: Env, monkeypatch: pytest.MonkeyPatch) -> No
     } <= env.calls
     # Nothing is declared that the code does not call (besides the KMS key SNS uses).
     assert declared - env.calls == {"kms:GenerateDataKey", "kms:Decrypt"}
+
+
+# --------------------------------------------------------------------------- roles and inputs
+
+CC = "gd_ec2_cc_activity_outbound.json"
+CC_DESTINATION = "45.137.21.9/32"
+BLOCK_IP_ARN = "arn:aws:securityhub:us-east-1:123456789012:action/custom/BlockIP"
+
+
+def test_an_outbound_cc_destination_is_denied_at_the_egress_side_only(env: Env) -> None:
+    env.set_env(DIRECTIONS='["ingress", "egress"]')
+    result = env.invoke(load(CC))
+
+    assert [(b["address"], b["direction"], b["ruleNumber"]) for b in result["blocked"]] == [
+        (CC_DESTINATION, "egress", 71)
+    ]
+    assert env.in_range(egress=True) == {71: CC_DESTINATION}
+    assert env.in_range() == {}
+    assert set(env.rows()) == {f"entry#{env.acl}#egress#{CC_DESTINATION}"}
+    (sent,) = env.reports()
+    assert sent["detail"]["severity"] == "HIGH"
+    assert sent["detail"]["actions"] == [
+        f"Denied {CC_DESTINATION} in {env.acl} egress as rule 71 until 2025-06-15T16:06:40Z"
+    ]
+
+
+def test_an_outbound_destination_without_egress_is_rejected_with_the_reason(env: Env) -> None:
+    result = env.invoke(load("gd_ec2_malicious_ip_custom_outbound.json"))
+
+    assert result["blocked"] == []
+    assert result["rejected"] == [{"address": "91.92.109.44", "reason": logic.EGRESS_DISABLED}]
+    assert env.in_range() == env.in_range(egress=True) == {}
+    assert env.count("CreateNetworkAclEntry") == 0
+
+
+def test_a_custom_threat_list_caller_connecting_in_is_denied_at_ingress(env: Env) -> None:
+    result = env.invoke(load("gd_ec2_malicious_ip_custom_inbound.json"))
+    assert [(b["address"], b["direction"]) for b in result["blocked"]] == [
+        ("80.94.95.115/32", "ingress")
+    ]
+
+
+def test_a_tor_exit_connecting_in_is_denied(env: Env) -> None:
+    result = env.invoke(load("gd_ec2_tor_ip_caller.json"))
+    assert env.in_range() == {71: "185.220.101.33/32"}
+    assert result["status"] == "processed"
+
+
+def test_a_spoofed_guardduty_finding_is_rejected(env: Env) -> None:
+    event = load(SSH)
+    event["source"] = "aws.securityhub"
+    result = env.invoke(event)
+    assert result["status"] == "rejected"
+    assert "not 'aws.guardduty'" in result["reason"]
+    assert env.counted == []
+
+
+def test_a_block_ip_action_answers_each_role_on_its_side(env: Env) -> None:
+    env.set_env(BLOCK_IP_ACTION_ARN=BLOCK_IP_ARN, DIRECTIONS='["ingress", "egress"]')
+    result = env.invoke(load("securityhub_block_ip.json"))
+
+    assert result["status"] == "processed"
+    inbound = ["185.220.101.46/32", "80.82.77.139/32", "45.155.205.233/32", "185.220.100.252/32"]
+    inbound.append(V6_SOURCE)
+    assert sorted(env.in_range().values()) == sorted(inbound)
+    assert sorted(env.in_range(egress=True).values()) == sorted([*inbound, CC_DESTINATION])
+    reasons = {r["address"]: r["reason"] for r in result["rejected"]}
+    assert reasons == {
+        "198.51.100.77": "documentation range (RFC 5737, RFC 3849, RFC 9637)",
+        "10.20.30.40": "private address (RFC 1918)",
+    }
+    assert [f["type"] for f in result["findings"] if "ignored" in f] == ["Recon:EC2/Portscan"]
+
+
+# --------------------------------------------------------------------------- a full ACL
+
+ENTRY_QUOTA = 20
+
+
+def enforce_entry_quota(env: Env, quota: int = ENTRY_QUOTA) -> None:
+    """Make the function's EC2 client refuse entries past AWS's quota, as AWS does.
+
+    moto has no quota on network ACL entries. AWS counts rules per ACL and direction, IPv4
+    and IPv6 apart, the ACL's own rules and the default rule (32767) included, and answers
+    ``NetworkAclEntryLimitExceeded`` (https://docs.aws.amazon.com/vpc/latest/userguide/
+    amazon-vpc-limits.html#vpc-limits-nacls). The real moto call runs when there is room.
+    """
+    client = aws.client("ec2")
+    real_create = client.create_network_acl_entry
+
+    def create_network_acl_entry(**request: Any) -> Any:
+        acl = env.ec2.describe_network_acls(NetworkAclIds=[request["NetworkAclId"]])
+        ipv6 = "Ipv6CidrBlock" in request
+        held = [
+            e
+            for e in acl["NetworkAcls"][0]["Entries"]
+            if e["Egress"] == request["Egress"] and ("Ipv6CidrBlock" in e) == ipv6
+        ]
+        if len(held) >= quota:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "NetworkAclEntryLimitExceeded",
+                        "Message": "The maximum number of network ACL entries has been reached.",
+                    }
+                },
+                "CreateNetworkAclEntry",
+            )
+        return real_create(**request)
+
+    env.monkeypatch.setattr(client, "create_network_acl_entry", create_network_acl_entry)
+
+
+def fill_to_quota(env: Env, nacl_id: str) -> None:
+    """The ACL's own ALLOW rules (outside the reserved range) up to the IPv4 ingress quota."""
+    entries = env.ec2.describe_network_acls(NetworkAclIds=[nacl_id])["NetworkAcls"][0]["Entries"]
+    held = sum(1 for e in entries if not e["Egress"] and "CidrBlock" in e)
+    for index in range(ENTRY_QUOTA - held):
+        env.ec2.create_network_acl_entry(
+            NetworkAclId=nacl_id,
+            RuleNumber=200 + index,
+            Protocol="6",
+            PortRange={"From": 443, "To": 443},
+            RuleAction="allow",
+            Egress=False,
+            CidrBlock=f"100.{index}.0.0/16",
+        )
+
+
+def second_acl(env: Env) -> str:
+    vpc = env.ec2.describe_network_acls(NetworkAclIds=[env.acl])["NetworkAcls"][0]["VpcId"]
+    other: str = env.ec2.create_network_acl(VpcId=vpc)["NetworkAcl"]["NetworkAclId"]
+    return other
+
+
+def test_a_full_acl_is_a_reported_rejection_and_the_other_acls_are_still_blocked(
+    env: Env,
+) -> None:
+    full = second_acl(env)
+    fill_to_quota(env, full)
+    enforce_entry_quota(env)
+    env.set_env(NACL_IDS=json.dumps([full, env.acl]))
+
+    result = env.invoke(load(SSH))
+
+    assert result["status"] == "processed"
+    assert [(b["networkAclId"], b["ruleNumber"]) for b in result["blocked"]] == [(env.acl, 71)]
+    ((rejected),) = result["rejected"]
+    assert rejected["address"] == SSH_SOURCE
+    assert rejected["reason"].startswith(f"{full} ingress: AWS refused the entry")
+    assert "quota" in rejected["reason"]
+    assert env.in_range() == {71: SSH_SOURCE}
+    assert env.in_range(acl=full) == {}
+    assert not [pk for pk in [*env.rows(), *env.seats()] if full in pk], "withdrawn, not left"
+    (sent,) = env.reports()
+    assert any("AWS refused the entry" in line for line in sent["detail"]["actions"])
+
+
+def test_a_full_acl_does_not_halt_the_sweep(env: Env) -> None:
+    full = second_acl(env)
+    env.set_env(NACL_IDS=json.dumps([full, env.acl]))
+    manual_block(env, ["1.0.0.1"], ttl=3600)
+    env.set_env(NACL_IDS=json.dumps([env.acl]))
+    manual_block(env, ["1.0.0.2"], ttl=600)
+    env.set_env(NACL_IDS=json.dumps([full, env.acl]))
+    env.ec2.delete_network_acl_entry(NetworkAclId=full, RuleNumber=71, Egress=False)
+    fill_to_quota(env, full)
+    enforce_entry_quota(env)
+    env.clock.advance(601)
+    env.reports()
+
+    result = env.invoke(SCHEDULED)
+
+    assert [(e["address"], e["networkAclId"]) for e in result["dropped"]] == [("1.0.0.1/32", full)]
+    assert [(e["address"], e["networkAclId"]) for e in result["expired"]] == [
+        ("1.0.0.2/32", env.acl)
+    ]
+    assert env.in_range() == {71: "1.0.0.1/32"}
+    (sent,) = env.reports()
+    assert any(
+        line.startswith(f"Dropped the block of 1.0.0.1/32 in {full} ingress: AWS refused")
+        for line in sent["detail"]["actions"]
+    )
+
+
+# --------------------------------------------------------------------------- allowlist changes
+
+
+def test_the_sweep_lifts_blocks_the_allowlist_now_covers_and_says_so(env: Env) -> None:
+    manual_block(env, ["1.0.0.1", "9.9.9.9"], ttl=3600)
+    env.set_env(ALLOWLIST_CIDRS='["1.0.0.0/24"]')
+    env.reports()
+
+    result = env.invoke(SCHEDULED)
+
+    assert result["lifted"] == [
+        {"address": "1.0.0.1/32", "networkAclId": env.acl, "direction": "ingress", "ruleNumber": 71}
+    ]
+    assert env.in_range() == {72: "9.9.9.9/32"}
+    assert set(env.rows()) == {f"entry#{env.acl}#ingress#9.9.9.9/32"}
+    (sent,) = env.reports()
+    assert (
+        f"Unblocked 1.0.0.1/32 in {env.acl} ingress (removed rule 71): allow-listed by "
+        "1.0.0.0/24" in sent["detail"]["actions"]
+    )
+    again = env.invoke(SCHEDULED)
+    assert again["restored"] == [] and again["lifted"] == []
+    assert env.in_range() == {72: "9.9.9.9/32"}
+
+
+def test_placement_retries_stop_in_time_for_the_lambda_timeout(env: Env) -> None:
+    """Every create loses its rule number to another writer and takes 8 s; the invocation
+    has 60 s (FakeContext), so the placement gives up in time rather than at ten attempts."""
+    client = aws.client("ec2")
+    refused: list[int] = []
+
+    def create_network_acl_entry(**request: Any) -> Any:
+        env.clock.advance(8)
+        refused.append(request["RuleNumber"])
+        raise ClientError(
+            {"Error": {"Code": "NetworkAclEntryAlreadyExists", "Message": "taken"}},
+            "CreateNetworkAclEntry",
+        )
+
+    env.monkeypatch.setattr(client, "create_network_acl_entry", create_network_acl_entry)
+
+    with pytest.raises(logic.PlacementError, match="the next attempt would not finish in time"):
+        env.invoke(load(SSH))
+
+    assert env.clock.at - START <= 60 - logic.DEADLINE_MARGIN_SECONDS
+    assert len(refused) < logic.MAX_ATTEMPTS
+
+
+# --------------------------------------------------------------------------- stale reads
+
+
+def stale_reads(env: Env, count: int, rewrite: Callable[[list[dict[str, Any]]], None]) -> None:
+    """The function's next ``count`` DescribeNetworkAcls answers are stale, as AWS's may be
+    (the API is eventually consistent; moto's answers never are): ``rewrite`` edits the
+    entries of each before the function sees it."""
+    client = aws.client("ec2")
+    real_describe = client.describe_network_acls
+    left = [count]
+
+    def describe_network_acls(**request: Any) -> Any:
+        response = real_describe(**request)
+        if left[0] > 0:
+            left[0] -= 1
+            for acl in response["NetworkAcls"]:
+                rewrite(acl["Entries"])
+        return response
+
+    env.monkeypatch.setattr(client, "describe_network_acls", describe_network_acls)
+
+
+def test_an_unblock_right_after_a_block_does_not_believe_one_stale_read(env: Env) -> None:
+    manual_block(env, ["1.0.0.1"], ttl=3600)
+    assert env.in_range() == {71: "1.0.0.1/32"}
+
+    def hide_71(entries: list[dict[str, Any]]) -> None:
+        entries[:] = [e for e in entries if e["RuleNumber"] != 71]
+
+    stale_reads(env, 2, hide_71)  # the block's entry is not visible yet
+
+    env.invoke({"action": "unblock", "addresses": ["1.0.0.1"], "reason": "test"})
+
+    assert env.in_range() == {}, "the deny must not outlive its row and seat"
+    assert env.rows() == {} and env.seats() == {}
+
+
+def test_a_delete_still_shown_keeps_its_seat_until_a_sweep_sees_it_gone(env: Env) -> None:
+    manual_block(env, ["1.0.0.1"], ttl=3600)
+    deleted: list[int] = []
+    client = aws.client("ec2")
+    real_delete = client.delete_network_acl_entry
+
+    def delete_network_acl_entry(**request: Any) -> Any:
+        deleted.append(request["RuleNumber"])
+        return real_delete(**request)
+
+    env.monkeypatch.setattr(client, "delete_network_acl_entry", delete_network_acl_entry)
+
+    def show_71_still(entries: list[dict[str, Any]]) -> None:
+        if deleted and not any(e["RuleNumber"] == 71 and not e["Egress"] for e in entries):
+            entries.append(
+                {
+                    "RuleNumber": 71,
+                    "Protocol": "-1",
+                    "RuleAction": "deny",
+                    "Egress": False,
+                    "CidrBlock": "1.0.0.1/32",
+                }
+            )
+
+    stale_reads(env, 1 + logic.VERIFY_READS, show_71_still)
+
+    env.invoke({"action": "unblock", "addresses": ["1.0.0.1"], "reason": "test"})
+
+    assert deleted == [71]
+    assert env.in_range() == {}
+    (seat,) = env.seats().values()
+    assert "releasing" in seat, "not believed gone yet: the seat still names the entry"
+
+    env.invoke(SCHEDULED)
+
+    assert env.seats() == {} and env.in_range() == {}
+
+
+def test_a_deny_of_our_form_that_nothing_records_is_removed_after_the_grace(env: Env) -> None:
+    manual_block(env, ["1.0.0.1"], ttl=3600)
+    env.add_entry(75, "9.9.9.9/32", action="allow")
+    for pk in [*env.rows(), *env.seats()]:
+        env.delete_item(pk)  # the record lost, the deny left behind
+
+    first = env.invoke(SCHEDULED)
+
+    assert env.in_range() == {71: "1.0.0.1/32"}
+    assert [(f["ruleNumber"], f.get("removeAfter")) for f in first["foreign"]] == [
+        (71, "2025-06-16T15:06:40Z"),
+        (75, None),  # not our form: never touched
+    ]
+    env.clock.advance(logic.ORPHAN_GRACE_SECONDS - 1)
+    assert env.invoke(SCHEDULED)["removedOrphan"] == []
+    env.clock.advance(1)
+    env.reports()
+
+    result = env.invoke(SCHEDULED)
+
+    assert [(r["address"], r["ruleNumber"]) for r in result["removedOrphan"]] == [
+        ("1.0.0.1/32", 71)
+    ]
+    assert env.in_range() == {}
+    assert env.entries()[75] == ("9.9.9.9/32", "allow")
+    (sent,) = env.reports()
+    assert (
+        f"Removed rule 71 (deny 1.0.0.1/32) from {env.acl} ingress: it is exactly a deny this "
+        "remediator writes, inside its range, and no block has been recorded for it since "
+        "2025-06-15T15:06:40Z" in sent["detail"]["actions"]
+    )

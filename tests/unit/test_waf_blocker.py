@@ -331,7 +331,11 @@ def test_nothing_blockable_means_no_waf_write_but_people_are_told(env: Env) -> N
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda d: d.update(type="Recon:EC2/Portscan"), "does not name a blockable attacker"),
+        (
+            lambda d: d.update(type="Recon:EC2/Portscan"),
+            "Recon:EC2/Portscan is not ours to block: our resource is",
+        ),
+        (lambda d: d.update(type="Made:Up/Type"), "is not in the catalog"),
         (lambda d: d.update(severity=0.9), "severity 0.9 is below the threshold 1.0"),
     ],
 )
@@ -619,8 +623,11 @@ def test_manual_block_without_ttl_uses_the_configured_one(env: Env) -> None:
         ({"action": "unblock", "addresses": ["1.1.1.1"]}, "reason"),
         ({"action": "explode"}, "action"),
         ({"action": None}, "action"),
-        ({"detail-type": "GuardDuty Finding", "detail": {"id": "x"}}, "invalid GuardDuty"),
-        ({"detail-type": "Scheduled Event"}, "invalid scheduled event"),
+        (
+            {"detail-type": "GuardDuty Finding", "source": "aws.guardduty", "detail": {"id": "x"}},
+            "invalid GuardDuty",
+        ),
+        ({"detail-type": "Scheduled Event", "source": "aws.events"}, "invalid scheduled event"),
         ({"hello": "world"}, "unrecognised event"),
         ([1, 2, 3], "expected a JSON object"),
         ("block everything", "expected a JSON object"),
@@ -956,3 +963,177 @@ def test_every_call_is_declared(env: Env, monkeypatch: pytest.MonkeyPatch) -> No
         "dynamodb:Scan",
         "sns:Publish",
     } <= env.calls
+
+
+# --------------------------------------------------------------------------- roles and inputs
+
+BLOCK_IP_ARN = "arn:aws:securityhub:us-east-1:123456789012:action/custom/BlockIP"
+
+
+def test_a_tor_exit_connecting_in_is_blocked(env: Env) -> None:
+    result = env.invoke(load("gd_ec2_tor_ip_caller.json"))
+    assert result["status"] == "processed"
+    assert [b["address"] for b in result["blocked"]] == ["185.220.101.33/32"]
+    assert env.ip_set(4) == ["185.220.101.33/32"]
+
+
+def test_a_custom_threat_list_caller_is_blocked_when_it_connects_in(env: Env) -> None:
+    result = env.invoke(load("gd_ec2_malicious_ip_custom_inbound.json"))
+    assert [b["address"] for b in result["blocked"]] == ["80.94.95.115/32"]
+
+
+@pytest.mark.parametrize(
+    "fixture", ["gd_ec2_cc_activity_outbound.json", "gd_ec2_malicious_ip_custom_outbound.json"]
+)
+def test_an_outbound_malicious_destination_never_enters_a_waf_set(env: Env, fixture: str) -> None:
+    event = load(fixture)
+    remote = event["detail"]["service"]["action"]["networkConnectionAction"]["remoteIpDetails"]
+
+    result = env.invoke(event)
+
+    assert result["blocked"] == []
+    assert result["rejected"] == [
+        {"address": remote["ipAddressV4"], "reason": logic.OUTBOUND_ONLY_AT_NACL}
+    ]
+    assert env.update_calls() == 0
+    assert env.ip_set(4) == []
+    assert env.rows() == {}
+
+
+def test_a_spoofed_source_is_rejected(env: Env) -> None:
+    event = load(SSH)
+    event["source"] = "my.app"
+    result = env.invoke(event)
+    assert result == {
+        "status": "rejected",
+        "reason": "event claims detail-type 'GuardDuty Finding' but its source is 'my.app', "
+        "not 'aws.guardduty'",
+    }
+    assert env.counted == []
+
+
+def test_an_address_with_whitespace_is_rejected_not_stripped(env: Env) -> None:
+    event = load(SSH)
+    action = event["detail"]["service"]["action"]["networkConnectionAction"]
+    action["remoteIpDetails"]["ipAddressV4"] = "185.220.101.46 "
+    result = env.invoke(event)
+    assert result["blocked"] == []
+    ((rejected),) = result["rejected"]
+    assert rejected["address"] == "185.220.101.46 "
+    assert "surrounding whitespace" in rejected["reason"]
+    assert env.ip_set(4) == []
+
+
+def block_ip(env: Env) -> dict[str, Any]:
+    env.set_env(BLOCK_IP_ACTION_ARN=BLOCK_IP_ARN)
+    return env.invoke(load("securityhub_block_ip.json"))
+
+
+def test_a_block_ip_action_blocks_the_inbound_attackers_of_every_finding(env: Env) -> None:
+    result = block_ip(env)
+
+    assert result["status"] == "processed"
+    assert result["action"] == "blockIp"
+    assert [b["address"] for b in result["blocked"]] == [
+        "185.220.101.46/32",
+        "80.82.77.139/32",
+        "45.155.205.233/32",
+        "185.220.100.252/32",
+        "2a01:4f8:c17:2a45::1/128",
+    ]
+    reasons = {r["address"]: r["reason"] for r in result["rejected"]}
+    assert reasons == {
+        "45.137.21.9": logic.OUTBOUND_ONLY_AT_NACL,
+        "198.51.100.77": "documentation range (RFC 5737, RFC 3849, RFC 9637)",
+        "10.20.30.40": "private address (RFC 1918)",
+    }
+    ignored = [f for f in result["findings"] if "ignored" in f]
+    assert [f["type"] for f in ignored] == ["Recon:EC2/Portscan"]
+    assert sorted(env.ip_set(4)) == sorted(
+        ["185.220.101.46/32", "80.82.77.139/32", "45.155.205.233/32", "185.220.100.252/32"]
+    )
+    assert env.ip_set(6) == ["2a01:4f8:c17:2a45::1/128"]
+    assert env.update_calls() == 2, "one update per IP version for the whole action"
+    row = env.rows()["ip#185.220.101.46/32"]
+    assert row["reason"] == {"S": "Security Hub action Block IP"}
+    (sent,) = env.reports()
+    assert sent["detail"]["severity"] == "HIGH"
+
+
+def test_the_same_block_ip_event_twice_changes_nothing_the_second_time(env: Env) -> None:
+    first = block_ip(env)
+    env.reports()
+    calls = len(env.counted)
+    assert block_ip(env) == first
+    assert [c for c in env.counted[calls:] if c.startswith("wafv2")] == []
+    assert env.reports() == []
+
+
+def test_a_custom_action_other_than_block_ip_is_rejected(env: Env) -> None:
+    env.set_env(BLOCK_IP_ACTION_ARN=BLOCK_IP_ARN)
+    event = load("securityhub_findings_custom_action.json")
+    result = env.invoke(event)
+    assert result["status"] == "rejected"
+    assert "is not the configured Block IP action" in result["reason"]
+    assert env.counted == []
+
+
+def test_without_a_configured_action_no_custom_action_is_acted_on(env: Env) -> None:
+    env.monkeypatch.delenv("BLOCK_IP_ACTION_ARN", raising=False)
+    result = env.invoke(load("securityhub_block_ip.json"))
+    assert result["status"] == "rejected"
+    assert "BLOCK_IP_ACTION_ARN is not set" in result["reason"]
+
+
+def test_imported_security_hub_findings_are_not_acted_on(env: Env) -> None:
+    result = env.invoke(load("securityhub_findings_imported.json"))
+    assert result["status"] == "ignored"
+    assert "reach this function directly" in result["reason"]
+    assert env.counted == []
+
+
+def test_a_block_ip_action_from_a_spoofed_source_is_rejected(env: Env) -> None:
+    env.set_env(BLOCK_IP_ACTION_ARN=BLOCK_IP_ARN)
+    event = load("securityhub_block_ip.json")
+    event["source"] = "aws.guardduty"
+    result = env.invoke(event)
+    assert result["status"] == "rejected"
+    assert "not 'aws.securityhub'" in result["reason"]
+
+
+def test_the_sweep_lifts_blocks_the_allowlist_now_covers_and_says_so(env: Env) -> None:
+    manual_block(env, ["1.1.1.1", "9.9.9.9"], ttl=3600)
+    env.set_env(ALLOWLIST_CIDRS='["1.1.1.0/24"]')
+    env.reports()
+
+    result = env.invoke({"action": "sweep"})
+
+    assert result["lifted"] == [{"address": "1.1.1.1/32", "reason": "allow-listed by 1.1.1.0/24"}]
+    assert env.ip_set(4) == ["9.9.9.9/32"]
+    assert set(env.rows()) == {"ip#9.9.9.9/32"}
+    (sent,) = env.reports()
+    assert "Unblocked 1.1.1.1/32: allow-listed by 1.1.1.0/24" in sent["detail"]["actions"]
+    again = env.invoke({"action": "sweep"})
+    assert again["restored"] == [] and again["lifted"] == []
+    assert env.ip_set(4) == ["9.9.9.9/32"]
+
+
+def test_retries_stop_in_time_for_the_lambda_timeout(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each refused update takes 6 s here (botocore's own retries of a slow WAF); ten
+    attempts would take a minute, and the invocation has 30 s (FakeContext)."""
+    raised = fail_updates(
+        env,
+        monkeypatch,
+        ["WAFOptimisticLockException"] * logic.MAX_ATTEMPTS,
+        before=lambda: env.clock.advance(6),
+    )
+
+    with pytest.raises(logic.IpSetUpdateError, match="the next attempt would not finish in time"):
+        env.invoke(load(SSH))
+
+    elapsed = env.clock.at - START
+    assert elapsed <= 30 - logic.DEADLINE_MARGIN_SECONDS, "stopped with the margin kept"
+    assert len(raised) < logic.MAX_ATTEMPTS
+    assert env.reports() == []
