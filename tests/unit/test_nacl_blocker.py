@@ -1600,3 +1600,24 @@ def test_a_deny_of_our_form_that_nothing_records_is_removed_after_the_grace(env:
         "remediator writes, inside its range, and no block has been recorded for it since "
         "2025-06-15T15:06:40Z" in sent["detail"]["actions"]
     )
+
+
+@pytest.mark.parametrize(
+    ("fixture", "address", "direction"),
+    [
+        ("gd_threat_list_custom_inbound.json", "185.220.101.7/32", "ingress"),
+        ("gd_threat_list_custom_outbound.json", "91.92.240.5/32", "egress"),
+    ],
+)
+def test_a_finding_raised_by_our_own_threat_list_closes_the_loop(
+    env: Env, fixture: str, address: str, direction: str
+) -> None:
+    """The threat_lists module's lists make GuardDuty raise `.Custom` findings; the NACL
+    answers a caller connecting in at ingress and a destination we reach out to at egress."""
+    env.set_env(DIRECTIONS='["ingress", "egress"]')
+    result = env.invoke(load(fixture))
+    blocked = {(b["address"], b["direction"]) for b in result["blocked"]}
+    assert (address, direction) in blocked
+    if direction == "egress":
+        assert blocked == {(address, "egress")}
+        assert env.in_range() == {}

@@ -1137,3 +1137,16 @@ def test_retries_stop_in_time_for_the_lambda_timeout(
     assert elapsed <= 30 - logic.DEADLINE_MARGIN_SECONDS, "stopped with the margin kept"
     assert len(raised) < logic.MAX_ATTEMPTS
     assert env.reports() == []
+
+
+def test_findings_raised_by_our_own_threat_list_are_blocked_inbound_only(env: Env) -> None:
+    """The threat_lists module's `.Custom` findings: the caller connecting in goes into
+    the IP set; the destination our instance reached out to is for the NACL's egress."""
+    inbound = env.invoke(load("gd_threat_list_custom_inbound.json"))
+    assert [b["address"] for b in inbound["blocked"]] == ["185.220.101.7/32"]
+    outbound = env.invoke(load("gd_threat_list_custom_outbound.json"))
+    assert outbound["blocked"] == []
+    assert outbound["rejected"] == [
+        {"address": "91.92.240.5", "reason": logic.OUTBOUND_ONLY_AT_NACL}
+    ]
+    assert env.ip_set(4) == ["185.220.101.7/32"]
