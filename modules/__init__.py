@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bundle.module import ModuleStack
+from modules.config_rules import ConfigRulesModule
 from modules.forensics import ForensicsModule
 from modules.nacl_blocklist import NaclBlocklistModule
 from modules.notifications import NotificationsModule
@@ -15,5 +16,6 @@ REGISTRY: dict[str, type[ModuleStack]] = {
         WafShieldModule,
         NaclBlocklistModule,
         ForensicsModule,
+        ConfigRulesModule,
     )
 }
