@@ -216,7 +216,7 @@ class ModuleStack(TerraformStack):
     outputs: ClassVar[tuple[Output, ...]]
     function: ClassVar[str | None] = None  # the paired remediator under functions/
     # Further Lambdas of the module (functions/<name>/), packaged beside function.zip as
-    # <name>.zip and wired with remediator(function=<name>).
+    # <name>.zip and wired with remediator(lambda_name=<name>).
     extra_functions: ClassVar[tuple[str, ...]] = ()
     # Limits AWS enforces that the module checks (README "Limits"); every module with a
     # remediator has FUNCTION_LIMITS too.
@@ -524,7 +524,7 @@ class ModuleStack(TerraformStack):
         timeout: int = 60,
         memory: int = 256,
         preconditions: Sequence[Mapping[str, str]] = (),
-        function: str | None = None,
+        lambda_name: str | None = None,
     ) -> LambdaFunction:
         """The paired Lambda with its role, DLQ, log group, alarms and generated policy.
 
@@ -534,7 +534,7 @@ class ModuleStack(TerraformStack):
         DLQ, environment decryption, X-Ray). ``preconditions`` (``condition`` and
         ``error_message``) are checked at plan, beside the environment's size.
         """
-        name = function or self.function
+        name = lambda_name or self.function
         assert name is not None and name in (self.function, *self.extra_functions)
         package = "function.zip" if name == self.function else f"{name}.zip"
         hyphenated = name.replace("_", "-")

@@ -91,8 +91,7 @@ def module_readme(module: type[ModuleStack], zip_sha256: str | None) -> str:
             "|--------|----------|-----|",
         ]
         lines += [
-            f"| `{p.action}` | {p.resource} | {_cell(p.why)} |"
-            for p in declared_permissions(extra)
+            f"| `{p.action}` | {p.resource} | {_cell(p.why)} |" for p in declared_permissions(extra)
         ]
     return "\n".join(lines) + "\n"
 

@@ -298,7 +298,9 @@ class ConfigRulesModule(ModuleStack):
             "dangling_dns_function_arn", "try(aws_lambda_function.dangling_dns[0].arn, null)"
         )
         self.output("event_rule_arn", f"try({ref(event_rule, 'arn')}, null)")
-        self.output("recorder_name", "try(aws_config_configuration_recorder.recorder[0].name, null)")
+        self.output(
+            "recorder_name", "try(aws_config_configuration_recorder.recorder[0].name, null)"
+        )
         self.output("delivery_bucket_name", "try(aws_s3_bucket.delivery[0].bucket, null)")
 
     # ------------------------------------------------------------------ rules
@@ -393,7 +395,7 @@ class ConfigRulesModule(ModuleStack):
         count = Token.as_number(f"${{{enabled} ? 1 : 0}}")
         partition, region, account = self.arn_partition, self.region_name, self.account_id
         function = self.remediator(
-            function="dangling_dns",
+            lambda_name="dangling_dns",
             count_expression=f"{enabled} ? 1 : 0",
             kms_key_arn=key_arn,
             resources={

@@ -29,7 +29,7 @@ IP_RANGES_URL = "https://ip-ranges.amazonaws.com/ip-ranges.json"
 @cache
 def aws_ec2_ranges() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     try:
-        with urllib.request.urlopen(IP_RANGES_URL, timeout=10) as response:  # noqa: S310 (fixed https URL)
+        with urllib.request.urlopen(IP_RANGES_URL, timeout=10) as response:
             document = json.load(response)
     except (OSError, ValueError) as exc:
         logger.warning(

@@ -25,6 +25,7 @@ again with a token.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -97,6 +98,10 @@ def classify(record_name: str, value: str, alias: bool) -> Target | None:
     return None
 
 
+def _elastic_ips(region: str) -> list[str]:
+    return [a["PublicIp"] for a in aws.client("ec2", region).describe_addresses()["Addresses"]]
+
+
 @dataclass
 class Inventory:
     """What exists in the account, looked up once per kind and region."""
@@ -148,14 +153,7 @@ class Inventory:
     def elastic_ips(self) -> frozenset[str]:
         found: set[str] = set()
         for region in self.eip_regions:
-            found |= self._get(
-                "eip",
-                region,
-                lambda region=region: [
-                    a["PublicIp"]
-                    for a in aws.client("ec2", region).describe_addresses()["Addresses"]
-                ],
-            )
+            found |= self._get("eip", region, functools.partial(_elastic_ips, region))
         return frozenset(found)
 
     def exists(self, target: Target) -> bool:

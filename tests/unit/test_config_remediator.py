@@ -22,7 +22,7 @@ import pytest
 from moto import mock_aws
 
 from functions.common import aws, permissions
-from functions.config_remediator import handler, logic
+from functions.config_remediator import handler
 from functions.config_remediator.permissions import PERMISSIONS
 from tests.helpers_permissions import record_calls
 
@@ -81,7 +81,7 @@ class World:
 
     def reports(self) -> list[dict[str, Any]]:
         sqs = boto3.client("sqs", region_name=REGION)
-        found = []
+        found: list[dict[str, Any]] = []
         while True:
             messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
                 "Messages", []
@@ -153,18 +153,42 @@ def mixed_group(tags: list[dict[str, str]] | None = None) -> str:
     ec2.authorize_security_group_ingress(
         GroupId=group,
         IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-             "IpRanges": [{"CidrIp": "0.0.0.0/0"}, {"CidrIp": "198.51.100.0/24", "Description": "office"}]},
-            {"IpProtocol": "tcp", "FromPort": 20, "ToPort": 25,
-             "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "legacy ftp+smtp"}]},
-            {"IpProtocol": "tcp", "FromPort": 3389, "ToPort": 3389,
-             "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
-            {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
-             "IpRanges": [{"CidrIp": "0.0.0.0/0"}], "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
-            {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
-             "UserIdGroupPairs": [{"GroupId": group}]},
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [
+                    {"CidrIp": "0.0.0.0/0"},
+                    {"CidrIp": "198.51.100.0/24", "Description": "office"},
+                ],
+            },
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 20,
+                "ToPort": 25,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "legacy ftp+smtp"}],
+            },
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 3389,
+                "ToPort": 3389,
+                "Ipv6Ranges": [{"CidrIpv6": "::/0"}],
+            },
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 443,
+                "ToPort": 443,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+                "Ipv6Ranges": [{"CidrIpv6": "::/0"}],
+            },
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 5432,
+                "ToPort": 5432,
+                "UserIdGroupPairs": [{"GroupId": group}],
+            },
         ],
-    )  # fmt: skip
+    )
     return group
 
 
@@ -311,10 +335,12 @@ def test_bucket_public_access_blocked_then_no_op(world: World) -> None:
     s3.put_public_access_block(
         Bucket="public-assets",
         PublicAccessBlockConfiguration={
-            "BlockPublicAcls": False, "IgnorePublicAcls": False,
-            "BlockPublicPolicy": False, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": False,
+            "IgnorePublicAcls": False,
+            "BlockPublicPolicy": False,
+            "RestrictPublicBuckets": True,
         },
-    )  # fmt: skip
+    )
     event = compliance_change(
         f"{PREFIX}-s3-bucket-public-read-prohibited", "AWS::S3::Bucket", "public-assets"
     )
@@ -361,14 +387,21 @@ def test_default_encryption_only_where_missing(world: World) -> None:
         },
     )
     rule = f"{PREFIX}-s3-bucket-server-side-encryption-enabled"
-    assert world.invoke(compliance_change(rule, "AWS::S3::Bucket", "old-bucket"))["status"] == "remediated"
-    applied = s3.get_bucket_encryption(Bucket="old-bucket")["ServerSideEncryptionConfiguration"]["Rules"]
+    assert (
+        world.invoke(compliance_change(rule, "AWS::S3::Bucket", "old-bucket"))["status"]
+        == "remediated"
+    )
+    applied = s3.get_bucket_encryption(Bucket="old-bucket")["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ]
     assert applied[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert (
         world.invoke(compliance_change(rule, "AWS::S3::Bucket", "kms-encrypted"))["status"]
         == "already-compliant"
     )
-    kept = s3.get_bucket_encryption(Bucket="kms-encrypted")["ServerSideEncryptionConfiguration"]["Rules"]
+    kept = s3.get_bucket_encryption(Bucket="kms-encrypted")["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ]
     assert kept[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
 
 
@@ -424,9 +457,11 @@ def test_young_keys_and_tagged_users_are_kept(world: World) -> None:
 def instance(tags: list[dict[str, str]] | None = None) -> str:
     ec2 = boto3.client("ec2", region_name=REGION)
     spec: dict[str, Any] = {
-        "ImageId": "ami-12c6146b", "MinCount": 1, "MaxCount": 1,
+        "ImageId": "ami-12c6146b",
+        "MinCount": 1,
+        "MaxCount": 1,
         "MetadataOptions": {"HttpTokens": "optional", "HttpEndpoint": "enabled"},
-    }  # fmt: skip
+    }
     if tags:
         spec["TagSpecifications"] = [{"ResourceType": "instance", "Tags": tags}]
     return str(ec2.run_instances(**spec)["Instances"][0]["InstanceId"])
@@ -470,7 +505,9 @@ def test_every_call_is_declared(world: World) -> None:
     world.now = datetime.now(UTC) + timedelta(days=200)
     events = [
         compliance_change(f"{PREFIX}-restricted-ssh", "AWS::EC2::SecurityGroup", group),
-        compliance_change(f"{PREFIX}-s3-bucket-public-read-prohibited", "AWS::S3::Bucket", "evidence-b"),
+        compliance_change(
+            f"{PREFIX}-s3-bucket-public-read-prohibited", "AWS::S3::Bucket", "evidence-b"
+        ),
         compliance_change(
             f"{PREFIX}-s3-bucket-server-side-encryption-enabled", "AWS::S3::Bucket", "evidence-b"
         ),

@@ -68,7 +68,8 @@ def config_invocation(message_type: str = "ScheduledNotification") -> dict[str, 
         "ruleParameters": "{}",
         "resultToken": "eyJlbmNyeXB0ZWREYXRhIjpbMSwyLDNdfQ==",
         "eventLeftScope": False,
-        "executionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/config.amazonaws.com/AWSServiceRoleForConfig",
+        "executionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/"
+        "config.amazonaws.com/AWSServiceRoleForConfig",
         "configRuleArn": f"arn:aws:config:{REGION}:{ACCOUNT}:config-rule/config-rule-abc123",
         "configRuleName": RULE,
         "configRuleId": "config-rule-abc123",
@@ -159,15 +160,31 @@ def build_zone() -> Zone:
             "CallerReference": "cdn",
             "Comment": "",
             "Enabled": True,
-            "Origins": {"Quantity": 1, "Items": [{"Id": "o", "DomainName": "www.example.com.s3.amazonaws.com", "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
-            "DefaultCacheBehavior": {"TargetOriginId": "o", "ViewerProtocolPolicy": "allow-all", "MinTTL": 0, "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}}},
+            "Origins": {
+                "Quantity": 1,
+                "Items": [
+                    {
+                        "Id": "o",
+                        "DomainName": "www.example.com.s3.amazonaws.com",
+                        "S3OriginConfig": {"OriginAccessIdentity": ""},
+                    }
+                ],
+            },
+            "DefaultCacheBehavior": {
+                "TargetOriginId": "o",
+                "ViewerProtocolPolicy": "allow-all",
+                "MinTTL": 0,
+                "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+            },
         }
-    )["Distribution"]["DomainName"]  # fmt: skip
+    )["Distribution"]["DomainName"]
     vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
     subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"{REGION}{az}")[
+            "Subnet"
+        ]["SubnetId"]
         for i, az in ((1, "a"), (2, "b"))
-    ]  # fmt: skip
+    ]
     alb = elbv2.create_load_balancer(Name="web", Subnets=subnets)["LoadBalancers"][0]
     classic = elb.create_load_balancer(
         LoadBalancerName="legacy",
@@ -178,25 +195,54 @@ def build_zone() -> Zone:
 
     healthy = {
         # CNAME to an S3 website endpoint of an existing bucket (named after the host).
-        "www.example.com": cname("www.example.com", "www.example.com.s3-website-us-east-1.amazonaws.com"),
+        "www.example.com": cname(
+            "www.example.com", "www.example.com.s3-website-us-east-1.amazonaws.com"
+        ),
         # Alias to S3 website hosting: the record name is the bucket.
-        "www.example.com.": alias("www.example.com", "s3-website-us-east-1.amazonaws.com", "Z3AQBSTGFYJSTF"),
+        "www.example.com.": alias(
+            "www.example.com", "s3-website-us-east-1.amazonaws.com", "Z3AQBSTGFYJSTF"
+        ),
         "cdn.example.com": cname("cdn.example.com", distribution),
-        "app.example.com": alias("app.example.com", f"dualstack.{alb['DNSName']}", alb["CanonicalHostedZoneId"]),
+        "app.example.com": alias(
+            "app.example.com", f"dualstack.{alb['DNSName']}", alb["CanonicalHostedZoneId"]
+        ),
         "legacy.example.com": cname("legacy.example.com", classic),
-        "ip.example.com": {"Name": "ip.example.com", "Type": "A", "TTL": 300, "ResourceRecords": [{"Value": eip}]},
+        "ip.example.com": {
+            "Name": "ip.example.com",
+            "Type": "A",
+            "TTL": 300,
+            "ResourceRecords": [{"Value": eip}],
+        },
         # Outside AWS: not ours to judge.
-        "partner.example.com": {"Name": "partner.example.com", "Type": "A", "TTL": 300, "ResourceRecords": [{"Value": "192.0.2.10"}]},
+        "partner.example.com": {
+            "Name": "partner.example.com",
+            "Type": "A",
+            "TTL": 300,
+            "ResourceRecords": [{"Value": "192.0.2.10"}],
+        },
         "docs.example.com": cname("docs.example.com", "example.github.io"),
-    }  # fmt: skip
+    }
     dangling = {
-        "old.example.com": cname("old.example.com", "old.example.com.s3-website.eu-west-1.amazonaws.com"),
-        "assets.example.com": alias("assets.example.com", "s3-website-us-east-1.amazonaws.com.", "Z3AQBSTGFYJSTF"),
+        "old.example.com": cname(
+            "old.example.com", "old.example.com.s3-website.eu-west-1.amazonaws.com"
+        ),
+        "assets.example.com": alias(
+            "assets.example.com", "s3-website-us-east-1.amazonaws.com.", "Z3AQBSTGFYJSTF"
+        ),
         "media.example.com": cname("media.example.com", "d111111abcdef8.cloudfront.net"),
         "shop.example.com": cname("shop.example.com", "shop-prod.us-east-1.elasticbeanstalk.com"),
-        "api.example.com": alias("api.example.com", "dualstack.gone-1234567890.us-east-1.elb.amazonaws.com.", "Z35SXDOTRQ7X7K"),
-        "vpn.example.com": {"Name": "vpn.example.com", "Type": "A", "TTL": 300, "ResourceRecords": [{"Value": "54.214.254.254"}]},
-    }  # fmt: skip
+        "api.example.com": alias(
+            "api.example.com",
+            "dualstack.gone-1234567890.us-east-1.elb.amazonaws.com.",
+            "Z35SXDOTRQ7X7K",
+        ),
+        "vpn.example.com": {
+            "Name": "vpn.example.com",
+            "Type": "A",
+            "TTL": 300,
+            "ResourceRecords": [{"Value": "54.214.254.254"}],
+        },
+    }
     for record in (*healthy.values(), *dangling.values()):
         upsert(route53, zone_id, record)
     return Zone(zone_id, {n.rstrip(".") for n in dangling}, {n.rstrip(".") for n in healthy})
@@ -269,9 +315,14 @@ def test_put_evaluations_request_outside_test_mode() -> None:
     aws.reset()
     client = boto3.client("config", region_name=REGION)
     evaluations = [
-        {"ComplianceResourceType": logic.RESOURCE_TYPE, "ComplianceResourceId": f"Z{i:020d}", "ComplianceType": "COMPLIANT", "OrderingTimestamp": NOW}
+        {
+            "ComplianceResourceType": logic.RESOURCE_TYPE,
+            "ComplianceResourceId": f"Z{i:020d}",
+            "ComplianceType": "COMPLIANT",
+            "OrderingTimestamp": NOW,
+        }
         for i in range(150)
-    ]  # fmt: skip
+    ]
     with Stubber(client) as stub:
         for batch in (evaluations[:100], evaluations[100:]):
             stub.add_response(
