@@ -127,10 +127,12 @@ def demo() -> None:
     through the waf_blocker remediator, shows each decision, the WAF IP sets and the
     e-mail people receive, moves the clock past the expiry, sweeps, and destroys. Then
     applies the forensics module beside an Auto Scaling group and isolates its instance
-    step by step, showing each step, the account after and the evidence kept.
+    step by step, showing each step, the account after and the evidence kept. Then
+    sends AWS Config NON_COMPLIANT changes for two world-open SSH groups through the
+    config_remediator: one is fixed, the tagged one is left, and the reports are shown.
     """
     from bundle import demo as playbook
-    from bundle import demo_forensics
+    from bundle import demo_config, demo_forensics
     from bundle import synth as synthesis
 
     started = time.perf_counter()
@@ -138,6 +140,7 @@ def demo() -> None:
         synthesis.synth([], progress=lambda text: status.update(text))
         steps, timings = playbook.run(progress=lambda text: status.update(text))
         isolation = demo_forensics.run(progress=lambda text: status.update(text))
+        compliance = demo_config.run(progress=lambda text: status.update(text))
     # One block per step rather than one wide table: it stays readable at 80 columns,
     # which is what a pipeline log or a pipe gives.
     console.rule("GuardDuty -> WAF + NACL: the playbook, step by step")
@@ -157,6 +160,7 @@ def demo() -> None:
         for email in step.emails:
             console.print(f"[bold]{number}.[/] " + "\n   ".join(playbook.email_excerpt(email)))
     _print_isolation(isolation)
+    _print_compliance(compliance)
     console.print(
         f"apply {timings['apply']:.0f} s, playbook {timings['playbook']:.1f} s, "
         f"destroy {timings['destroy']:.0f} s, total {time.perf_counter() - started:.0f} s"
@@ -185,6 +189,22 @@ def _print_isolation(isolation: object) -> None:
         f"forensics: apply {isolation.timings['apply']:.0f} s, workflow "
         f"{isolation.timings['workflow']:.1f} s, destroy {isolation.timings['destroy']:.0f} s"
     )
+
+
+def _print_compliance(compliance: object) -> None:
+    """The Config part of the demo: each group after the remediator, and the reports."""
+    from bundle.demo_config import ConfigDemo
+
+    assert isinstance(compliance, ConfigDemo)
+    console.rule("AWS Config restricted-ssh NON_COMPLIANT -> config_remediator")
+    for label, ingress in compliance.groups.items():
+        console.print(Text(f"{label}: {compliance.outcomes[label]}", style="bold"))
+        console.print(Padding(Text("\n".join(ingress)), (0, 0, 0, 3)))
+    console.rule("The remediation reports (notifications topic)")
+    for report in compliance.reports:
+        console.print(Text(report["detail"]["title"], style="bold"))
+        for action in report["detail"]["actions"]:
+            console.print(Padding(Text(action), (0, 0, 0, 3)))
 
 
 @app.command()

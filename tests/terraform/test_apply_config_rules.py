@@ -157,7 +157,9 @@ def test_non_compliant_change_is_routed_and_fixed(
 
 def test_organisation_rules_are_planned(config_rules_apply: Any) -> None:
     """moto has no PutOrganizationConfigRule: the switch is planned only."""
-    changes = planned_changes(config_rules_apply, ROOT_CONFIG, "-var", "organization_rules=true")
+    changes = planned_changes(
+        config_rules_apply, ROOT_CONFIG, "-refresh=false", "-var", "organization_rules=true"
+    )
     changes.pop(REVOKED, None)
     created = {a for a, c in changes.items() if "create" in c}
     destroyed = {a for a, c in changes.items() if "delete" in c}
