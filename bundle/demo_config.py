@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 
@@ -149,7 +149,7 @@ def run(progress: Callable[[str], None] = lambda _: None) -> ConfigDemo:
             try:
                 for label, group in groups.items():
                     progress(f"config: remediating {label}")
-                    result = handler.lambda_handler(_event(group), context)
+                    result = handler.lambda_handler(_event(group), cast(Any, context))
                     demo.outcomes[label] = str(result["status"])
                     demo.groups[label] = _ingress(ec2, group)
             finally:
