@@ -176,12 +176,17 @@ def test_organisation_rules_are_planned(config_rules_apply: Any) -> None:
 
 def test_unknown_rule_or_parameter_fails_the_plan(config_rules_apply: Any) -> None:
     message = plan_fails(
-        config_rules_apply, ROOT_CONFIG, "-var", 'extra_rules={"no-such-rule"={enabled=true}}'
+        config_rules_apply,
+        ROOT_CONFIG,
+        "-refresh=false",
+        "-var",
+        'extra_rules={"no-such-rule"={enabled=true}}',
     )
     assert "Every key of rules must be a catalog rule" in message
     message = plan_fails(
         config_rules_apply,
         ROOT_CONFIG,
+        "-refresh=false",
         "-var",
         'extra_rules={"restricted-ssh"={parameters={maxAccessKeyAge="1"}}}',
     )
