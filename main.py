@@ -129,11 +129,13 @@ def demo() -> None:
     applies the forensics module beside an Auto Scaling group and isolates its instance
     step by step, showing each step, the account after and the evidence kept. Then
     applies the threat_lists module and turns a feed served from 127.0.0.1 into a threat
-    list in its bucket, showing the counts per reason. Last, answers a Disable Access Keys
-    and a Revoke Sessions custom action with the responder.
+    list in its bucket, showing the counts per reason. Then sends AWS Config NON_COMPLIANT
+    changes for two world-open SSH groups through the config_remediator: one is fixed, the
+    tagged one is left, and the reports are shown. Last, answers a Disable Access Keys and
+    a Revoke Sessions custom action with the responder.
     """
     from bundle import demo as playbook
-    from bundle import demo_forensics, demo_response, demo_threat_lists
+    from bundle import demo_config, demo_forensics, demo_response, demo_threat_lists
     from bundle import synth as synthesis
 
     started = time.perf_counter()
@@ -142,6 +144,7 @@ def demo() -> None:
         steps, timings = playbook.run(progress=lambda text: status.update(text))
         isolation = demo_forensics.run(progress=lambda text: status.update(text))
         feed_update = demo_threat_lists.run(progress=lambda text: status.update(text))
+        compliance = demo_config.run(progress=lambda text: status.update(text))
     # One block per step rather than one wide table: it stays readable at 80 columns,
     # which is what a pipeline log or a pipe gives.
     console.rule("GuardDuty -> WAF + NACL: the playbook, step by step")
@@ -162,6 +165,7 @@ def demo() -> None:
             console.print(f"[bold]{number}.[/] " + "\n   ".join(playbook.email_excerpt(email)))
     _print_isolation(isolation)
     demo_threat_lists.print_summary(console, feed_update)
+    _print_compliance(compliance)
     console.rule("Security Hub custom actions -> the responder (incident_response)")
     for line in demo_response.lines(demo_response.run()):
         console.print(Text(line))
@@ -193,6 +197,22 @@ def _print_isolation(isolation: object) -> None:
         f"forensics: apply {isolation.timings['apply']:.0f} s, workflow "
         f"{isolation.timings['workflow']:.1f} s, destroy {isolation.timings['destroy']:.0f} s"
     )
+
+
+def _print_compliance(compliance: object) -> None:
+    """The Config part of the demo: each group after the remediator, and the reports."""
+    from bundle.demo_config import ConfigDemo
+
+    assert isinstance(compliance, ConfigDemo)
+    console.rule("AWS Config restricted-ssh NON_COMPLIANT -> config_remediator")
+    for label, ingress in compliance.groups.items():
+        console.print(Text(f"{label}: {compliance.outcomes[label]}", style="bold"))
+        console.print(Padding(Text("\n".join(ingress)), (0, 0, 0, 3)))
+    console.rule("The remediation reports (notifications topic)")
+    for report in compliance.reports:
+        console.print(Text(report["detail"]["title"], style="bold"))
+        for action in report["detail"]["actions"]:
+            console.print(Padding(Text(action), (0, 0, 0, 3)))
 
 
 @app.command()

@@ -213,6 +213,7 @@ class Input:
     rules: tuple[Rule, ...] = ()
     each: tuple[Rule, ...] = field(default=())  # rules for every element (map: every value)
     element: Shape | None = None  # for list(object(...)) inputs; ``type`` is then derived
+    value: Shape | None = None  # for map(object(...)) inputs; ``type`` is then derived
     # Values that exist in one region only: "ids" (an id does not say which region, so an
     # environment may give it to one region of an account only) or "arns" (every ARN's
     # region must be the stack's). See bundle/environments.py.
@@ -221,6 +222,8 @@ class Input:
     def __post_init__(self) -> None:
         if self.element is not None:
             object.__setattr__(self, "type", f"list({self.element.terraform()})")
+        elif self.value is not None:
+            object.__setattr__(self, "type", f"map({self.value.terraform()})")
         elif self.type not in _PYTHON_TYPES:
             raise ValueError(f"input {self.name}: unsupported type {self.type}")
         if self.each and not self.type.startswith(("list", "set", "map")):
@@ -259,6 +262,8 @@ class Input:
             model = self.element.model()
             checks = [AfterValidator(_object_checker(r)) for r in self.each]
             base = list[Annotated[model, *checks]] if checks else list[model]  # type: ignore[valid-type]
+        elif self.value is not None:
+            base = dict[StrictStr, self.value.model()]  # type: ignore[misc]
         elif self.each:
             element = Annotated[StrictStr, *(AfterValidator(_checker(r)) for r in self.each)]
             base = dict[StrictStr, element] if self.type.startswith("map") else list[element]

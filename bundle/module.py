@@ -215,6 +215,9 @@ class ModuleStack(TerraformStack):
     inputs: ClassVar[tuple[Input, ...]]  # module-specific inputs (common ones are added)
     outputs: ClassVar[tuple[Output, ...]]
     function: ClassVar[str | None] = None  # the paired remediator under functions/
+    # Further Lambdas of the module (functions/<name>/), packaged beside function.zip as
+    # <name>.zip and wired with remediator(lambda_name=<name>).
+    extra_functions: ClassVar[tuple[str, ...]] = ()
     # Limits AWS enforces that the module checks (README "Limits"); every module with a
     # remediator has FUNCTION_LIMITS too.
     limits: ClassVar[tuple[str, ...]] = ()
@@ -526,6 +529,7 @@ class ModuleStack(TerraformStack):
         timeout: int = 60,
         memory: int = 256,
         preconditions: Sequence[Mapping[str, str]] = (),
+        lambda_name: str | None = None,
     ) -> LambdaFunction:
         """The paired Lambda with its role, DLQ, log group, alarms and generated policy.
 
@@ -535,8 +539,9 @@ class ModuleStack(TerraformStack):
         DLQ, environment decryption, X-Ray). ``preconditions`` (``condition`` and
         ``error_message``) are checked at plan, beside the environment's size.
         """
-        assert self.function is not None
-        name = self.function
+        name = lambda_name or self.function
+        assert name is not None and name in (self.function, *self.extra_functions)
+        package = "function.zip" if name == self.function else f"{name}.zip"
         hyphenated = name.replace("_", "-")
         declared = declared_permissions(name)
         unknown = {p.resource for p in declared} - set(resources)
@@ -616,8 +621,8 @@ class ModuleStack(TerraformStack):
             role=self.expr(ref(role, "arn")),
             runtime=LAMBDA_RUNTIME,
             handler=f"functions.{name}.handler.lambda_handler",
-            filename="${path.module}/function.zip",
-            source_code_hash='${filebase64sha256("${path.module}/function.zip")}',
+            filename=f"${{path.module}}/{package}",
+            source_code_hash=f'${{filebase64sha256("${{path.module}}/{package}")}}',
             timeout=timeout,
             memory_size=memory,
             reserved_concurrent_executions=Token.as_number("${var.reserved_concurrency}"),

@@ -81,6 +81,19 @@ def module_readme(module: type[ModuleStack], zip_sha256: str | None) -> str:
             for p in declared_permissions(module.function)
         ]
     lines += module.readme_sections()
+    for extra in module.extra_functions:
+        lines += [
+            "",
+            f"`{extra}.zip` holds the `{extra}` Lambda (handler "
+            f"`functions.{extra}.handler.lambda_handler`); its policy comes from "
+            f"`functions/{extra}/permissions.py` the same way:",
+            "",
+            "| Action | Resource | Why |",
+            "|--------|----------|-----|",
+        ]
+        lines += [
+            f"| `{p.action}` | {p.resource} | {_cell(p.why)} |" for p in declared_permissions(extra)
+        ]
     return "\n".join(lines) + "\n"
 
 

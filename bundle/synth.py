@@ -152,6 +152,8 @@ def _write_module(
     if module.function:
         shutil.copyfile(staging / "functions" / f"{module.function}.zip", target / "function.zip")
         sha = summary.functions[module.function]
+    for extra in module.extra_functions:
+        shutil.copyfile(staging / "functions" / f"{extra}.zip", target / f"{extra}.zip")
     (target / "README.md").write_text(module_readme(module, sha), encoding="utf-8")
     summary.modules[module.name] = DIST / "modules" / module.name
 

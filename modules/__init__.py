@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bundle.module import ModuleStack
+from modules.config_rules import ConfigRulesModule
 from modules.forensics import ForensicsModule
 from modules.incident_response import IncidentResponseModule
 from modules.nacl_blocklist import NaclBlocklistModule
@@ -19,5 +20,6 @@ REGISTRY: dict[str, type[ModuleStack]] = {
         ForensicsModule,
         ThreatListsModule,
         IncidentResponseModule,
+        ConfigRulesModule,
     )
 }
