@@ -187,14 +187,12 @@ _RULES: dict[str, ManagedRule] = {
         "RESTRICTED_INCOMING_TRAFFIC",
         "Security groups do not allow RDP (3389) from 0.0.0.0/0 or ::/0.",
         ("open SSH/RDP",),
-        parameters={"blockedPort1": "3389"},
-        optional_parameters=(
-            "blockedPort2",
-            "blockedPort3",
-            "blockedPort4",
-            "blockedPort5",
-            "blockedPorts",
-        ),
+        # RESTRICTED_INCOMING_TRAFFIC checks five ports, defaulting to 20, 21, 3389, 3306
+        # and 4333 when a parameter is absent: every one is pinned to 3389, or a group
+        # open only on 21 would be reported NON_COMPLIANT under this rule's name while
+        # the fix (22/3389 only) has nothing to revoke.
+        parameters={f"blockedPort{n}": "3389" for n in range(1, 6)},
+        optional_parameters=("blockedPorts",),
         remediation=REVOKE_OPEN_ADMIN_PORTS,
     ),
     "cloudtrail-enabled": ManagedRule(

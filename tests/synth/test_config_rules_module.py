@@ -50,6 +50,18 @@ def test_catalog_entry_is_a_published_managed_rule(key: str) -> None:
         assert resource_type in PUBLISHED[rule.source]["Resource Types"]
 
 
+@pytest.mark.parametrize(
+    "key", sorted(k for k, r in CATALOG.items() if r.source == "RESTRICTED_INCOMING_TRAFFIC")
+)
+def test_a_port_rule_checks_only_the_ports_its_fix_can_close(key: str) -> None:
+    """A parameter left out takes its published default (20, 21, 3306, 4333 ...): the rule
+    would then report groups NON_COMPLIANT for ports the fix (22/3389) never revokes."""
+    rule = CATALOG[key]
+    for parameter in PUBLISHED[rule.source]["Parameters"]:
+        if "Default" in parameter:
+            assert rule.parameters.get(parameter["Name"]) in {"22", "3389"}, parameter
+
+
 def test_catalog_covers_every_threat_of_the_issue() -> None:
     covered = {threat for rule in CATALOG.values() for threat in rule.threats}
     # subdomain takeover is the dangling-dns custom rule's.

@@ -76,7 +76,7 @@ def test_rules_follow_the_catalog_and_the_overrides(config_rules_apply: Any) -> 
         "maxAccessKeyAge": "45"
     }
     assert json.loads(rules[f"{PREFIX}-restricted-rdp"]["InputParameters"]) == {
-        "blockedPort1": "3389"
+        f"blockedPort{n}": "3389" for n in range(1, 6)
     }
     custom = rules[f"{PREFIX}-dangling-dns"]
     out = outputs(config_rules_apply)
