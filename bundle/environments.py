@@ -7,6 +7,7 @@ definitions, so a typo or a bad value is reported with the file and the key path
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -419,6 +420,8 @@ def load(path: Path) -> Environment:
             )
     if problems:
         raise EnvironmentError(path, list(dict.fromkeys(problems)))
+    if parsed.organization is not None:
+        stacks = _wire_hub(parsed.organization, stacks)
     return Environment(
         parsed.name,
         path,
@@ -429,6 +432,33 @@ def load(path: Path) -> Environment:
         parsed.pipeline,
         parsed.backend,
     )
+
+
+HUB_MODULE = "notifications"
+
+
+def _wire_hub(organization: Organization, stacks: list[Stack]) -> list[Stack]:
+    """The hub account's stack in the hub region runs notifications in hub mode (the
+    organisation's bus); every other stack with notifications forwards to that bus.
+    Values set in the file win over these."""
+    hub_stacks = [s for s in stacks if s.account.name == organization.hub_account]
+    region = organization.hub_region or hub_stacks[0].region
+    hub = next(s for s in hub_stacks if s.region == region)
+    if HUB_MODULE not in hub.modules:
+        return stacks
+    prefix = hub.modules[HUB_MODULE].get("name_prefix", "playbook")
+    bus = f"arn:aws:events:{region}:{hub.account.id}:event-bus/{prefix}-hub"
+    wired = []
+    for stack in stacks:
+        if HUB_MODULE not in stack.modules:
+            wired.append(stack)
+            continue
+        setting = (
+            {"hub_organization_id": organization.id} if stack is hub else {"hub_event_bus_arn": bus}
+        )
+        modules = {**stack.modules, HUB_MODULE: {**setting, **stack.modules[HUB_MODULE]}}
+        wired.append(dataclasses.replace(stack, modules=modules))
+    return wired
 
 
 def _rollout_problems(parsed: EnvironmentFile) -> list[str]:
