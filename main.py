@@ -450,6 +450,23 @@ def release(
 
 
 @app.command()
+def diagram(
+    env: EnvOption = None,
+    file: FileOption = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Default dist/diagrams/.")
+    ] = None,
+) -> None:
+    """Draw the environment (PNG and SVG): accounts by wave, the hub, and the detection ->
+    alert -> remediation flows of the enabled modules (diagrams package, Graphviz)."""
+    from bundle import diagrams
+
+    environment = _one_environment(env, file)
+    for path in diagrams.render(environment, output_dir or DIST / "diagrams"):
+        console.print(f"wrote {relative(path)}")
+
+
+@app.command()
 def schema(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to write the JSON Schema.")

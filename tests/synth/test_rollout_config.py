@@ -7,6 +7,7 @@ tests/terraform/test_rollout_orchestration.py.
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 from pathlib import Path
@@ -341,3 +342,33 @@ def test_atlantis_projects_follow_the_waves(tmp_path: Path) -> None:
             assert project["workflow"] in config["workflows"]
     steps = config["workflows"]["playbook-rollout"]["plan"]["steps"]
     assert any("main.py plan --env rollout" in step["run"] for step in steps)
+
+
+def test_diagram_draws_waves_hub_and_flows(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main.app, ["diagram", "--env", "example", "--output-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "example.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    svg = html.unescape((tmp_path / "example.svg").read_text())
+    for text in (
+        "wave 1: canary", "wave 2: production", "hub: security-tooling", "hub bus",
+        "security-tooling (111111111111)", "workloads-prod (222222222222)",
+        "NACL deny entries", "WAF blocklists", "forward", "o-a1b2c3d4e5",
+    ):  # fmt: skip
+        assert text in svg, text
+
+
+def test_a_large_wave_is_drawn_as_one_group(tmp_path: Path) -> None:
+    data = changed()
+    data["accounts"] += [
+        {"name": f"member-{n}", "id": f"9{n:011d}", "role_arn": ROLE.format(f"9{n:011d}"),
+         "wave": 3}
+        for n in range(10)
+    ]  # fmt: skip
+    environment = environments.load(write(tmp_path, data))
+    from bundle import diagrams
+
+    svg = html.unescape(diagrams.render(environment, tmp_path / "out")[1].read_text())
+    assert "11 accounts x eu-west-1, us-east-1" in svg
+    assert "member-3" not in svg
