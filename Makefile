@@ -21,8 +21,10 @@ help: ## list the targets
 setup: ## install everything (.venv, .venv-checkov, Node 22 for jsii); idempotent
 	@bash scripts/setup.sh
 
-run: setup ## install, synthesise + check the example environment, then the local incident demo
+run: setup ## install, synthesise + check the example environment, draw it, write its pipelines, then the local incident demo
 	$(PY) main.py synth --env example
+	$(PY) main.py diagram --env example
+	$(PY) main.py pipeline --env example
 	$(PY) main.py check
 	$(PY) main.py demo
 

@@ -230,6 +230,295 @@ def docs() -> None:
     console.print(f"wrote {relative(catalog)}")
 
 
+def _one_environment(env: str | None, file: Path | None) -> environments.Environment:
+    if bool(env) == bool(file):
+        errors.print("[red]error:[/] give one of --env NAME or --file PATH")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        return environments.load(environments.find(env) if env else Path(str(file)))
+    except environments.EnvironmentError as error:
+        errors.print(f"[red]error:[/] {error}", markup=True, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+EnvOption = Annotated[
+    str | None, typer.Option("--env", "-e", help="Environment name (environments/NAME.yaml).")
+]
+FileOption = Annotated[
+    Path | None, typer.Option("--file", "-f", help="An environment file anywhere on disk.")
+]
+WaveOption = Annotated[
+    list[int] | None, typer.Option("--wave", "-w", help="Only this wave; repeatable.")
+]
+AccountsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--accounts", "-a", help="Only these accounts (name, id or stack name; comma-separated)."
+    ),
+]
+ParallelOption = Annotated[
+    int,
+    typer.Option("--parallel", "-p", min=1, help="Stacks at once (a wave's max_parallel caps it)."),
+]
+BackendConfigOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--backend-config", help="Passed to terraform init -backend-config (KEY=VALUE or file)."
+    ),
+]
+OverrideOption = Annotated[
+    Path | None,
+    typer.Option("--override", help="Terraform override-file JSON written beside every stack."),
+]
+WorkdirOption = Annotated[
+    Path | None, typer.Option("--workdir", help="Where terraform runs (default .cache/rollout).")
+]
+SummaryOption = Annotated[
+    Path | None,
+    typer.Option("--summary", help="Append a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)."),
+]
+
+
+def _rollout(
+    action: str,
+    env: str | None,
+    file: Path | None,
+    wave: list[int] | None,
+    accounts: list[str] | None,
+    parallel: int,
+    backend_config: list[str] | None,
+    override: Path | None,
+    workdir: Path | None,
+    summary: Path | None,
+) -> None:
+    import json
+
+    from rich.live import Live
+
+    from bundle import orchestration
+
+    environment = _one_environment(env, file)
+    try:
+        stacks = orchestration.select(environment, wave, accounts)
+        overrides = json.loads(override.read_text()) if override else None
+    except (orchestration.RolloutError, OSError, json.JSONDecodeError) as error:
+        errors.print(f"[red]error:[/] {error}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    state: dict[str, orchestration.Rollout] = {}
+
+    def listener(rollout: orchestration.Rollout) -> None:
+        state["rollout"] = rollout
+
+    with Live(
+        get_renderable=lambda: _rollout_table(state.get("rollout"), live=True),
+        console=console,
+        refresh_per_second=4,
+        transient=True,
+    ):
+        try:
+            rollout = orchestration.run(
+                environment,
+                "apply" if action == "apply" else "plan",
+                stacks=stacks,
+                parallel=parallel,
+                backend_config=backend_config or (),
+                override=overrides,
+                workdir=workdir or orchestration.WORKDIR,
+                listener=listener,
+            )
+        except orchestration.RolloutError as error:
+            errors.print(f"[red]error:[/] {error}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    console.print(_rollout_table(rollout, live=False))
+    for item in rollout.runs:
+        if item.failed:
+            errors.print(f"[red]{item.stack.name}[/] ({relative(item.directory)})\n{item.error}")
+    if rollout.stopped_at_wave is not None:
+        errors.print(f"[red]stopped:[/] wave {rollout.stopped_at_wave} failed; later waves skipped")
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as handle:
+            handle.write(orchestration.markdown_summary(rollout))
+    if not rollout.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _rollout_table(rollout: object, live: bool) -> Table:
+    from bundle.orchestration import Rollout
+
+    table = Table(title_justify="left")
+    if not isinstance(rollout, Rollout):
+        table.title = "preparing"
+        return table
+    table.title = f"{rollout.action} {rollout.environment}" + (
+        "" if live else f" in {rollout.seconds:.0f} s"
+    )
+    for column, justify in (
+        ("wave", "right"), ("stack", "left"), ("account", "left"), ("result", "left"),
+        ("add", "right"), ("change", "right"), ("destroy", "right"), ("time", "right"),
+        ("plan", "left"),
+    ):  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    colours = {"failed": "red", "skipped": "yellow", "applied": "green", "planned": "green"}
+    with rollout.lock:
+        for item in rollout.runs:
+            colour = colours.get(item.status, "cyan")
+            table.add_row(
+                str(item.stack.wave),
+                item.stack.name,
+                item.stack.account.id,
+                f"[{colour}]{item.status}[/]",
+                str(item.adds),
+                str(item.changes),
+                str(item.destroys),
+                f"{item.seconds:.0f} s",
+                relative(item.plan_json) if item.plan_json.exists() else "",
+            )
+    return table
+
+
+@app.command()
+def plan(
+    env: EnvOption = None,
+    file: FileOption = None,
+    wave: WaveOption = None,
+    accounts: AccountsOption = None,
+    parallel: ParallelOption = 4,
+    backend_config: BackendConfigOption = None,
+    override: OverrideOption = None,
+    workdir: WorkdirOption = None,
+    summary: SummaryOption = None,
+) -> None:
+    """terraform init + plan every selected stack, wave by wave, concurrently within a wave.
+
+    Keeps tfplan, tfplan.json and tfplan.txt beside each stack (under .cache/rollout/);
+    a closing table gives adds, changes and destroys per stack. Exit 1 when a stack fails.
+    """
+    _rollout(
+        "plan", env, file, wave, accounts, parallel, backend_config, override, workdir, summary
+    )
+
+
+@app.command()
+def apply(
+    env: EnvOption = None,
+    file: FileOption = None,
+    wave: WaveOption = None,
+    accounts: AccountsOption = None,
+    parallel: ParallelOption = 4,
+    backend_config: BackendConfigOption = None,
+    override: OverrideOption = None,
+    workdir: WorkdirOption = None,
+    summary: SummaryOption = None,
+) -> None:
+    """plan, then apply that saved plan, for every selected stack; waves in order, and a
+    failed wave stops the rollout (unless the wave says stop_on_failure: false)."""
+    _rollout(
+        "apply", env, file, wave, accounts, parallel, backend_config, override, workdir, summary
+    )
+
+
+@app.command()
+def pipeline(
+    env: EnvOption = None,
+    file: FileOption = None,
+    format_: Annotated[
+        list[str] | None,
+        typer.Option("--format", help="github (Actions workflow) or atlantis; repeatable."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (one format only).")
+    ] = None,
+) -> None:
+    """Write CI definitions for the environment's rollout, wave by wave.
+
+    github: a GitHub Actions workflow (plan on pull requests into the job summary, apply
+    on the branch behind a GitHub environment per wave, OIDC credentials). atlantis: an
+    atlantis.yaml with a project per stack ordered by wave. Default place:
+    dist/pipelines/<env>/<format>/.
+    """
+    from bundle import pipelines
+
+    environment = _one_environment(env, file)
+    formats = format_ or ["github", "atlantis"]
+    unknown = [f for f in formats if f not in ("github", "atlantis")]
+    if unknown or (output is not None and len(formats) != 1):
+        errors.print("[red]error:[/] --format is github or atlantis; --output takes one format")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    for form in formats:
+        chosen: pipelines.Format = "github" if form == "github" else "atlantis"
+        target = output or pipelines.default_output(environment, chosen, DIST)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_text(pipelines.render(environment, chosen), encoding="utf-8")
+        temporary.replace(target)
+        console.print(f"wrote {relative(target)}")
+
+
+@app.command()
+def release(
+    version: Annotated[str, typer.Option("--version", help="Release version X.Y.Z.")],
+) -> None:
+    """Build the modules and write each as dist/releases/<module>-X.Y.Z.zip with SHA256SUMS.
+
+    Archives are deterministic (the same source gives the same sha256) and kept across
+    later builds. Pin them per wave or account with module_versions and releases.source.
+    """
+    from bundle import releases
+    from bundle import synth as synthesis
+
+    try:
+        releases.check_version(version)
+        with console.status("synthesising modules") as status:
+            synthesis.synth([], progress=lambda text: status.update(text))
+        written = releases.release(version)
+    except releases.ReleaseError as error:
+        errors.print(f"[red]error:[/] {error}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    table = Table(title=f"Release {version} in {relative(DIST)}/releases/")
+    table.add_column("archive")
+    table.add_column("sha256")
+    for name, digest in written.items():
+        table.add_row(name, digest)
+    console.print(table)
+
+
+@app.command()
+def diagram(
+    env: EnvOption = None,
+    file: FileOption = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Default dist/diagrams/.")
+    ] = None,
+) -> None:
+    """Draw the environment (PNG and SVG): accounts by wave, the hub, and the detection ->
+    alert -> remediation flows of the enabled modules (diagrams package, Graphviz)."""
+    from bundle import diagrams
+
+    environment = _one_environment(env, file)
+    for path in diagrams.render(environment, output_dir or DIST / "diagrams"):
+        console.print(f"wrote {relative(path)}")
+
+
+@app.command()
+def schema(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the JSON Schema.")
+    ] = environments.SCHEMA_PATH,
+) -> None:
+    """Write the environment file's JSON Schema (from the same definitions that validate it).
+
+    Editors with the YAML language server complete and check environment files that
+    start with `# yaml-language-server: $schema=environment.schema.json`.
+    """
+    import json
+
+    text = json.dumps(environments.json_schema(), indent=2, sort_keys=True) + "\n"
+    temporary = output.with_name(f".{output.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(output)
+    console.print(f"wrote {relative(output)}")
+
+
 @app.command("list")
 def list_() -> None:
     """The modules with their inputs, and the environments with their stacks."""

@@ -223,6 +223,24 @@ def threat_feed_section(repeat: int) -> list[str]:
     ]
 
 
+@section("rollouts")
+def rollouts_section(repeat: int) -> list[str]:
+    """benchmarks/bench_rollouts.py: synthesis at scale and plan orchestration."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_rollouts.py"), "--repeat", str(repeat)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return [
+        "## Rollouts (`benchmarks/bench_rollouts.py`)",
+        "",
+        "Synthesis of generated environments (2 regions per account) as a whole "
+        "`python main.py synth` process, and `plan` of 8 stacks against a moto server "
+        "(S3 backend and assume_role through moto) with 1, 2 and 4 stacks at once.",
+        "",
+        *result.stdout.splitlines(),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", type=Path, help="write the markdown report to this file")

@@ -7,24 +7,28 @@ definitions, so a typo or a bad value is reported with the file and the key path
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     StrictInt,
     StrictStr,
     ValidationError,
     model_validator,
 )
+from pydantic_core import core_schema
 
 from bundle.inputs import parameters_model
 from bundle.paths import ENVIRONMENTS, relative
@@ -40,15 +44,32 @@ class EnvironmentError(Exception):
         super().__init__(f"{relative(path)}: invalid environment file\n{listed}")
 
 
-def _pattern(regex: str, message: str) -> AfterValidator:
-    compiled = re.compile(regex)
+@dataclass(frozen=True)
+class _Pattern:
+    """A string that must match ``regex`` in full: refused with ``message`` otherwise, and
+    published as ``pattern`` in the JSON Schema (``python main.py schema``)."""
 
-    def check(value: str) -> str:
-        if not compiled.fullmatch(value):
-            raise ValueError(message)
-        return value
+    regex: str
+    message: str
 
-    return AfterValidator(check)
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        compiled = re.compile(self.regex)
+
+        def check(value: str) -> str:
+            if not compiled.fullmatch(value):
+                raise ValueError(self.message)
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        result = handler(schema)
+        result["pattern"] = f"^(?:{self.regex})$"
+        return result
+
+
+def _pattern(regex: str, message: str) -> _Pattern:
+    return _Pattern(regex, message)
 
 
 Slug = Annotated[
@@ -56,8 +77,7 @@ Slug = Annotated[
     _pattern(r"[a-z][a-z0-9-]{0,38}[a-z0-9]", "must be 2-40 lowercase letters, digits or hyphens"),
 ]
 AccountId = Annotated[
-    StrictStr,
-    _pattern(r"[0-9]{12}", 'must be a 12-digit AWS account id, quoted ("012345678901")'),
+    StrictStr, _pattern(r"[0-9]{12}", 'must be a 12-digit AWS account id, quoted ("012345678901")')
 ]
 Region = Annotated[
     StrictStr,
@@ -71,11 +91,18 @@ RoleArn = Annotated[
     ),
 ]
 Bucket = Annotated[
+    StrictStr, _pattern(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "must be an S3 bucket name")
+]
+OrganizationId = Annotated[
     StrictStr,
-    _pattern(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "must be an S3 bucket name"),
+    _pattern(r"o-[a-z0-9]{10,32}", "must be an AWS Organizations id such as o-a1b2c3d4e5"),
+]
+Version = Annotated[
+    StrictStr, _pattern(r"[0-9]+\.[0-9]+\.[0-9]+", "must be a release version X.Y.Z such as 1.4.0")
 ]
 Tags = dict[StrictStr, StrictStr]
 ModuleSettings = dict[StrictStr, dict[StrictStr, Any] | None]
+ModuleVersions = dict[StrictStr, Version]
 
 
 class Strict(BaseModel):
@@ -88,6 +115,78 @@ class Backend(Strict):
     key_prefix: Annotated[
         StrictStr, _pattern(r"[A-Za-z0-9_./-]{1,200}", "must be a path of letters, digits, _./-")
     ] = "playbook-as-code"
+
+
+class Organization(Strict):
+    """The AWS organisation the accounts belong to, and the account that holds the hub."""
+
+    id: OrganizationId = Field(description="AWS Organizations id; the hub bus admits only it.")
+    hub_account: Slug = Field(
+        description="Name of the account (in `accounts`) that holds the hub: the "
+        "organisation-wide EventBridge bus, the notifier and the alert topics."
+    )
+    hub_region: Region | None = Field(
+        default=None, description="Region of the hub; the hub account's first region if unset."
+    )
+
+
+class Wave(Strict):
+    """How one rollout wave runs; waves run in ascending order."""
+
+    number: Annotated[StrictInt, Field(ge=1, le=100, description="The wave accounts name.")]
+    name: StrictStr = Field(default="", description="What the wave is for, e.g. canary.")
+    stop_on_failure: bool = Field(
+        default=True,
+        description="A failure in this wave stops the rollout before the next wave.",
+    )
+    max_parallel: Annotated[
+        StrictInt,
+        Field(ge=1, le=64, description="Stacks of this wave run at most this many at once."),
+    ] = 4
+    module_versions: ModuleVersions = Field(
+        default_factory=dict,
+        description="Released module versions this wave's stacks use (module -> X.Y.Z); "
+        "unpinned modules use the build in dist/.",
+    )
+
+
+class Releases(Strict):
+    """Where pinned module versions come from."""
+
+    source: StrictStr = Field(
+        description="Terraform module source of a release, with {module} and {version} "
+        "placeholders: an s3:: URL of the archive (`s3::https://s3.amazonaws.com/BUCKET/"
+        "{module}-{version}.zip`) or a git:: URL with a ref "
+        "(`git::https://example.com/modules.git//{module}?ref=v{version}`)."
+    )
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Releases:
+        if "{module}" not in self.source or "{version}" not in self.source:
+            raise ValueError("source must contain both {module} and {version}")
+        loopback = self.source.startswith(("http://127.0.0.1", "http://localhost"))
+        if not (loopback or self.source.startswith(("s3::", "git::", "https://"))):
+            raise ValueError(
+                "source must be an s3:: or git:: URL, or an https:// URL of the archive "
+                "(http:// only on this machine: 127.0.0.1 or localhost)"
+            )
+        return self
+
+
+class Pipeline(Strict):
+    """How CI runs this environment's rollout (`python main.py pipeline`)."""
+
+    role_arn: RoleArn | None = Field(
+        default=None,
+        description="Role CI assumes through OpenID Connect; it reads and writes the state "
+        "and assumes each account's role_arn. Unset: the repository variable "
+        "PLAYBOOK_CI_ROLE_ARN.",
+    )
+    branch: StrictStr = Field(default="main", description="Branch whose pushes apply.")
+    terraform_version: Annotated[
+        StrictStr, _pattern(r"[0-9]+\.[0-9]+\.[0-9]+", "must be a version X.Y.Z")
+    ] = "1.11.4"
+    python_version: StrictStr = "3.12"
 
 
 class Defaults(Strict):
@@ -108,6 +207,10 @@ class Account(Strict):
     tags: Tags = Field(default_factory=dict)
     modules: ModuleSettings = Field(default_factory=dict)
     region_modules: dict[Region, ModuleSettings] = Field(default_factory=dict)
+    module_versions: ModuleVersions = Field(
+        default_factory=dict,
+        description="Released module versions this account's stacks use; over its wave's.",
+    )
 
     @model_validator(mode="after")
     def _role_in_account(self) -> Account:
@@ -120,6 +223,10 @@ class EnvironmentFile(Strict):
     name: Slug
     description: StrictStr = ""
     backend: Backend
+    organization: Organization | None = None
+    waves: list[Wave] = Field(default_factory=list)
+    releases: Releases | None = None
+    pipeline: Pipeline = Field(default_factory=Pipeline)
     defaults: Defaults = Field(default_factory=Defaults)
     accounts: Annotated[list[Account], Field(min_length=1)]
 
@@ -134,10 +241,24 @@ class Stack:
     modules: Mapping[str, Mapping[str, Any]]
     tags: Mapping[str, str]
     backend: Backend
+    module_versions: Mapping[str, str] = field(default_factory=dict)
+    release_source: str | None = None
 
     @property
     def name(self) -> str:
         return f"{self.account.name}-{self.region}"
+
+    @property
+    def wave(self) -> int:
+        return self.account.wave
+
+    def module_source(self, module: str, local: str) -> str:
+        """Where this stack takes ``module`` from: the released version it is pinned to
+        (its account's pin, else its wave's), or ``local``, the build beside it."""
+        version = self.module_versions.get(module)
+        if version is None or self.release_source is None:
+            return local
+        return self.release_source.replace("{module}", module).replace("{version}", version)
 
     @property
     def state_key(self) -> str:
@@ -150,12 +271,20 @@ class Environment:
     path: Path
     description: str
     stacks: tuple[Stack, ...]
+    organization: Organization | None = None
+    wave_settings: Mapping[int, Wave] = field(default_factory=dict)
+    pipeline: Pipeline = field(default_factory=Pipeline)
+    backend: Backend | None = None
 
     def waves(self) -> dict[int, list[Stack]]:
         grouped: dict[int, list[Stack]] = {}
         for stack in self.stacks:
             grouped.setdefault(stack.account.wave, []).append(stack)
         return dict(sorted(grouped.items()))
+
+    def wave(self, number: int) -> Wave:
+        """The settings of wave ``number`` (the defaults when the file declares none)."""
+        return self.wave_settings.get(number) or Wave(number=number)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -249,6 +378,8 @@ def load(path: Path) -> Environment:
     if parsed.name != path.stem:
         problems.append(f"name: must match the file name ({path.stem!r}), got {parsed.name!r}")
     problems += _duplicates(parsed.accounts)
+    problems += _rollout_problems(parsed)
+    waves = {wave.number: wave for wave in parsed.waves}
     stacks: list[Stack] = []
     for index, account in enumerate(parsed.accounts):
         regions = account.regions or parsed.defaults.regions
@@ -273,10 +404,113 @@ def load(path: Path) -> Environment:
                 parsed.defaults, account, index, region, regions
             )
             problems += module_problems
-            stacks.append(Stack(parsed.name, account, region, modules, tags, parsed.backend))
+            wave = waves.get(account.wave)
+            versions = {**(wave.module_versions if wave else {}), **account.module_versions}
+            stacks.append(
+                Stack(
+                    parsed.name,
+                    account,
+                    region,
+                    modules,
+                    tags,
+                    parsed.backend,
+                    versions,
+                    parsed.releases.source if parsed.releases else None,
+                )
+            )
     if problems:
         raise EnvironmentError(path, list(dict.fromkeys(problems)))
-    return Environment(parsed.name, path, parsed.description, tuple(stacks))
+    if parsed.organization is not None:
+        stacks = _wire_hub(parsed.organization, stacks)
+    return Environment(
+        parsed.name,
+        path,
+        parsed.description,
+        tuple(stacks),
+        parsed.organization,
+        waves,
+        parsed.pipeline,
+        parsed.backend,
+    )
+
+
+HUB_MODULE = "notifications"
+
+
+def _wire_hub(organization: Organization, stacks: list[Stack]) -> list[Stack]:
+    """The hub account's stack in the hub region runs notifications in hub mode (the
+    organisation's bus); every other stack with notifications forwards to that bus.
+    Values set in the file win over these."""
+    hub_stacks = [s for s in stacks if s.account.name == organization.hub_account]
+    region = organization.hub_region or hub_stacks[0].region
+    hub = next(s for s in hub_stacks if s.region == region)
+    if HUB_MODULE not in hub.modules:
+        return stacks
+    prefix = hub.modules[HUB_MODULE].get("name_prefix", "playbook")
+    bus = f"arn:aws:events:{region}:{hub.account.id}:event-bus/{prefix}-hub"
+    wired = []
+    for stack in stacks:
+        if HUB_MODULE not in stack.modules:
+            wired.append(stack)
+            continue
+        setting = (
+            {"hub_organization_id": organization.id} if stack is hub else {"hub_event_bus_arn": bus}
+        )
+        modules = {**stack.modules, HUB_MODULE: {**setting, **stack.modules[HUB_MODULE]}}
+        wired.append(dataclasses.replace(stack, modules=modules))
+    return wired
+
+
+def _rollout_problems(parsed: EnvironmentFile) -> list[str]:
+    """Waves, the organisation's hub and module pins must agree with the accounts."""
+    problems = []
+    declared: dict[int, int] = {}
+    for index, wave in enumerate(parsed.waves):
+        if wave.number in declared:
+            problems.append(
+                f"waves[{index}].number: wave {wave.number} is declared twice "
+                f"(also waves[{declared[wave.number]}])"
+            )
+        declared.setdefault(wave.number, index)
+    if declared:
+        for index, account in enumerate(parsed.accounts):
+            if account.wave not in declared:
+                problems.append(
+                    f"accounts[{index}].wave: wave {account.wave} is not declared under waves "
+                    f"(declared: {', '.join(str(n) for n in sorted(declared))})"
+                )
+    organization = parsed.organization
+    if organization is not None:
+        names = {account.name: account for account in parsed.accounts}
+        hub = names.get(organization.hub_account)
+        if hub is None:
+            problems.append(
+                f"organization.hub_account: no account named {organization.hub_account!r} "
+                f"(accounts: {', '.join(names)})"
+            )
+        elif organization.hub_region is not None:
+            regions = hub.regions or parsed.defaults.regions
+            if organization.hub_region not in regions:
+                problems.append(
+                    f"organization.hub_region: {organization.hub_region} is not a region of "
+                    f"the hub account {hub.name} ({', '.join(regions) or 'none'})"
+                )
+    pins = [(f"waves[{i}]", w.module_versions) for i, w in enumerate(parsed.waves)]
+    pins += [(f"accounts[{i}]", a.module_versions) for i, a in enumerate(parsed.accounts)]
+    known = _registry()
+    for origin, versions in pins:
+        for module in versions:
+            if module not in known:
+                problems.append(
+                    f"{origin}.module_versions.{module}: unknown module "
+                    f"(known: {', '.join(sorted(known))})"
+                )
+            elif parsed.releases is None:
+                problems.append(
+                    f"{origin}.module_versions.{module}: a pinned version needs "
+                    "releases.source (where released modules are fetched from)"
+                )
+    return problems
 
 
 def _duplicates(accounts: Sequence[Account]) -> list[str]:
@@ -434,6 +668,61 @@ def _split(origin: str) -> list[str | int]:
     for token in re.findall(r"[^.\[\]]+|\[\d+\]", origin):
         parts.append(int(token[1:-1]) if token.startswith("[") else token)
     return parts
+
+
+SCHEMA_PATH = ENVIRONMENTS / "environment.schema.json"
+SCHEMA_ID = "https://playbook-as-code.dev/schemas/environment.json"
+
+
+def json_schema() -> dict[str, Any]:
+    """The environment file's JSON Schema, from the same pydantic models that validate it.
+
+    The module settings are typed per module (each module's parameter model), so an editor
+    completes ``modules.notifications.email_addresses`` and flags an unknown key. Checks that
+    span several keys (a hub account that exists, a declared wave) stay with ``load``."""
+    schema = EnvironmentFile.model_json_schema()
+    definitions = schema.setdefault("$defs", {})
+    modules: dict[str, Any] = {}
+    for name in sorted(_registry()):
+        parameters = _parameters_model(name).model_json_schema()
+        for nested, definition in parameters.pop("$defs", {}).items():
+            definitions[f"{name}_{nested}"] = definition
+        text = json.dumps(parameters).replace('"#/$defs/', f'"#/$defs/{name}_')
+        parameters = json.loads(text)
+        parameters["title"] = f"{name} parameters"
+        definitions[f"{name}_parameters"] = parameters
+        modules[name] = {"anyOf": [{"$ref": f"#/$defs/{name}_parameters"}, {"type": "null"}]}
+    definitions["ModuleSettings"] = {
+        "type": "object",
+        "description": "Module name -> its parameters (the module's Terraform variables).",
+        "properties": modules,
+        "additionalProperties": False,
+    }
+    schema = _typed_module_settings(schema)
+    versions = {"type": "object", "propertyNames": {"enum": sorted(_registry())}}
+    for definition in ("Wave", "Account"):
+        schema["$defs"][definition]["properties"]["module_versions"].update(versions)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        **schema,
+    }
+
+
+_UNTYPED_MODULES = {"anyOf": [{"additionalProperties": True, "type": "object"}, {"type": "null"}]}
+
+
+def _typed_module_settings(node: Any) -> Any:
+    """Replace each ``ModuleSettings`` (module name -> any mapping) in pydantic's schema by
+    the reference to the per-module definition."""
+    if isinstance(node, list):
+        return [_typed_module_settings(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if node.get("type") == "object" and node.get("additionalProperties") == _UNTYPED_MODULES:
+        kept = {k: v for k, v in node.items() if k in ("title", "description")}
+        return {**kept, "$ref": "#/$defs/ModuleSettings"}
+    return {key: _typed_module_settings(value) for key, value in node.items()}
 
 
 def discover() -> list[Path]:

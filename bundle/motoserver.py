@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,3 +201,31 @@ class InProcessContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 60_000
+
+
+def terraform_override(endpoint: str, services: Sequence[str]) -> dict[str, Any]:
+    """A Terraform override file that points every stack's aws provider at ``endpoint``
+    with fake base credentials; the stack's own ``assume_role`` goes through moto's STS."""
+    return {
+        "provider": {
+            "aws": {
+                "access_key": "testing",
+                "secret_key": "testing",
+                "skip_metadata_api_check": True,
+                "max_retries": 2,
+                "endpoints": {service: endpoint for service in services},
+            }
+        }
+    }
+
+
+def s3_backend_config(endpoint: str) -> str:
+    """``terraform init -backend-config`` file content for the S3 backend against moto
+    (path-style requests: moto's buckets have no DNS names)."""
+    return (
+        f'endpoints = {{ s3 = "{endpoint}", sts = "{endpoint}" }}\n'
+        "use_path_style = true\n"
+        "skip_credentials_validation = true\n"
+        "skip_requesting_account_id = true\n"
+        "skip_metadata_api_check = true\n"
+    )

@@ -46,9 +46,15 @@ def _sources(name: str) -> list[tuple[str, Path]]:
 
 def build_zip(name: str, destination: Path) -> str:
     """Write the zip of function ``name`` to ``destination``; returns its sha256."""
+    return write_zip(destination, _sources(name))
+
+
+def write_zip(destination: Path, entries: list[tuple[str, Path]]) -> str:
+    """A deterministic zip of ``entries`` (archive name, file) at ``destination``: sorted
+    entries, fixed timestamps and modes. Returns its sha256."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(destination, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for arcname, path in _sources(name):
+        for arcname, path in sorted(entries):
             info = zipfile.ZipInfo(arcname, date_time=FIXED_TIME)
             info.external_attr = FILE_MODE
             info.compress_type = zipfile.ZIP_DEFLATED

@@ -52,7 +52,7 @@ class EnvironmentStack(TerraformStack):
             module = TerraformHclModule(
                 self,
                 name,
-                source=f"../../../modules/{name}",
+                source=stack.module_source(name, f"../../../modules/{name}"),
                 skip_asset_creation_from_local_modules=True,
                 variables=dict(sorted(parameters.items())),
             )

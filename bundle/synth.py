@@ -127,6 +127,9 @@ def synth(
             for previous in sorted((DIST / "environments").iterdir()):
                 if previous.is_dir() and previous.name not in fresh:
                     shutil.copytree(previous, staging / "environments" / previous.name)
+        # Released archives are published artefacts: a new build never replaces them.
+        if (DIST / "releases").is_dir():
+            shutil.copytree(DIST / "releases", staging / "releases")
         _swap(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

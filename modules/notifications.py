@@ -8,8 +8,13 @@ posts and a readable e-mail, published to a separate e-mail topic.
 
 from __future__ import annotations
 
+import json
+
 from cdktn import Token
+from cdktn_provider_aws.cloudwatch_event_bus import CloudwatchEventBus
+from cdktn_provider_aws.cloudwatch_event_bus_policy import CloudwatchEventBusPolicy
 from cdktn_provider_aws.cloudwatch_event_rule import CloudwatchEventRule
+from cdktn_provider_aws.iam_role_policy import IamRolePolicy
 from cdktn_provider_aws.lambda_permission import LambdaPermission
 from cdktn_provider_aws.sns_topic import SnsTopic
 from cdktn_provider_aws.sns_topic_policy import SnsTopicPolicy
@@ -24,6 +29,7 @@ from bundle.inputs import (
     integer_between,
     number_between,
     one_of,
+    regex,
 )
 from bundle.module import ModuleStack, Output, event_pattern_expression, ref, splat
 
@@ -75,6 +81,48 @@ FINDING_RULES = {
         },
     ),
 }
+
+# Remediation reports (functions/common/report.py) as EventBridge events; the hub routes
+# them by the severity the remediator gave.
+REPORT_RULES = {
+    "reports_high": (
+        "high",
+        "Remediation reports of HIGH severity forwarded by member accounts",
+        {
+            "source": [{"prefix": "playbook."}],
+            "detail-type": ["Playbook Remediation"],
+            "detail": {"severity": ["HIGH"]},
+        },
+    ),
+    "reports_info": (
+        "info",
+        "Remediation reports below HIGH forwarded by member accounts",
+        {
+            "source": [{"prefix": "playbook."}],
+            "detail-type": ["Playbook Remediation"],
+            "detail": {"severity": ["MEDIUM", "LOW", "INFO"]},
+        },
+    ),
+}
+# What a member account forwards to the hub: the findings the rules above route, and the
+# remediators' reports.
+FORWARDED = {
+    "source": ["aws.guardduty", "aws.securityhub", "aws.config", {"prefix": "playbook."}],
+    "detail-type": [
+        "GuardDuty Finding",
+        "Security Hub Findings - Imported",
+        "Config Rules Compliance Change",
+        "Playbook Remediation",
+    ],
+}
+ORGANIZATION_ID = regex(
+    r"^(o-[a-z0-9]{10,32})?$", "Must be an AWS Organizations id such as o-a1b2c3d4e5, or empty."
+)
+EVENT_BUS_ARN = regex(
+    r"^(arn:aws[a-z-]*:events:[a-z0-9-]+:[0-9]{12}:event-bus/[A-Za-z0-9._-]+)?$",
+    "Must be an EventBridge bus ARN such as "
+    "arn:aws:events:us-east-1:111122223333:event-bus/playbook-hub, or empty.",
+)
 
 INCLUDES_HIGH_AND_INFO = Rule(
     condition='contains({v}, "high") && contains({v}, "info") '
@@ -164,6 +212,28 @@ class NotificationsModule(ModuleStack):
             rules=(number_between(1, 8.9),),
         ),
         Input(
+            "hub_organization_id",
+            "string",
+            "Makes this deployment the organisation's hub: an EventBridge bus "
+            "`<name_prefix>-hub` whose policy admits `events:PutEvents` only from principals "
+            "of this AWS Organizations id (`aws:PrincipalOrgID`), with rules that route the "
+            "findings and remediation reports member accounts forward into the severity "
+            "topics, where the notifier reads them. See "
+            "https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-account.html.",
+            default="",
+            rules=(ORGANIZATION_ID,),
+        ),
+        Input(
+            "hub_event_bus_arn",
+            "string",
+            "Makes this deployment a member: a rule forwards this account's GuardDuty, "
+            "Security Hub and AWS Config findings and the remediators' reports to this hub "
+            "bus, through a role that may only put events on it. Member remediators still "
+            "act locally.",
+            default="",
+            rules=(EVENT_BUS_ARN,),
+        ),
+        Input(
             "kms_deletion_window_days",
             "number",
             "Waiting period before the module's KMS key is deleted after destroy (7-30).",
@@ -180,6 +250,7 @@ class NotificationsModule(ModuleStack):
         Output("notifier_function_arn", "ARN of the notifier Lambda function."),
         Output("notifier_dlq_arn", "ARN of the notifier's dead-letter queue."),
         Output("event_rule_arns", "Map of finding rule name to EventBridge rule ARN."),
+        Output("event_bus_arn", "ARN of the hub bus members forward to (hub mode), else null."),
     )
 
     def build(self) -> None:
@@ -295,6 +366,8 @@ class NotificationsModule(ModuleStack):
                 count=count,
             )
 
+        self._hub()
+
         self.output("kms_key_arn", f"try({ref(key, 'arn')}, null)")
         self.output(
             "topic_arns", "{for severity, topic in aws_sns_topic.severity : severity => topic.arn}"
@@ -311,6 +384,89 @@ class NotificationsModule(ModuleStack):
             )
             + "}",
         )
+
+    def _hub(self) -> None:
+        """Hub mode (an organisation-wide bus feeding the topics) and member mode (forward
+        findings and reports to the hub's bus)."""
+        hub_count = Token.as_number('${var.create && var.hub_organization_id != "" ? 1 : 0}')
+        bus = CloudwatchEventBus(
+            self,
+            "hub",
+            count=hub_count,
+            name="${var.name_prefix}-hub",
+            tags=self.tags(),
+        )
+        bus_arn = ref(bus, "arn")
+        CloudwatchEventBusPolicy(
+            self,
+            "hub_policy",
+            count=hub_count,
+            event_bus_name=self.expr(ref(bus, "name")),
+            policy=self.expr(
+                'jsonencode({Version = "2012-10-17", Statement = [{'
+                'Sid = "OrganisationMembersPutEvents", Effect = "Allow", Principal = "*", '
+                f'Action = "events:PutEvents", Resource = {bus_arn}, '
+                'Condition = {StringEquals = {"aws:PrincipalOrgID" = var.hub_organization_id}}'
+                "}]})"
+            ),
+        )
+        for rule_id, (severity, description, pattern) in {**FINDING_RULES, **REPORT_RULES}.items():
+            rule = CloudwatchEventRule(
+                self,
+                f"hub_{rule_id}",
+                count=hub_count,
+                name=f"${{var.name_prefix}}-hub-{rule_id.replace('_', '-')}",
+                description=f"{description} (hub bus)",
+                event_bus_name=self.expr(ref(bus, "name")),
+                event_pattern=self.expr(
+                    event_pattern_expression(pattern, "var.high_severity_threshold")
+                ),
+                tags=self.tags(),
+            )
+            target = self.event_target(
+                f"hub_{rule_id}_target",
+                rule=rule,
+                arn=f'${{aws_sns_topic.severity["{severity}"].arn}}',
+                target_id="severity-topic",
+                count=hub_count,
+            )
+            target.add_override("event_bus_name", self.expr(ref(bus, "name")))
+
+        member_count = Token.as_number('${var.create && var.hub_event_bus_arn != "" ? 1 : 0}')
+        forward = CloudwatchEventRule(
+            self,
+            "forward_to_hub",
+            count=member_count,
+            name="${var.name_prefix}-forward-to-hub",
+            description="Findings and remediation reports forwarded to the organisation's hub",
+            event_pattern=json.dumps(FORWARDED, sort_keys=True),
+            tags=self.tags(),
+        )
+        role = self.role(
+            "forward_to_hub_role", purpose="forward-to-hub", services=("events.amazonaws.com",),
+            count=member_count,
+        )  # fmt: skip
+        IamRolePolicy(
+            self,
+            "forward_to_hub_policy",
+            count=member_count,
+            name="put-events-on-the-hub-bus",
+            role=self.expr(ref(role, "id")),
+            policy=self.expr(
+                'jsonencode({Version = "2012-10-17", Statement = [{Sid = "PutOnTheHubBus", '
+                'Effect = "Allow", Action = "events:PutEvents", '
+                "Resource = var.hub_event_bus_arn}]})"
+            ),
+        )
+        target = self.event_target(
+            "forward_to_hub_target",
+            rule=forward,
+            arn="${var.hub_event_bus_arn}",
+            target_id="hub-bus",
+            count=member_count,
+        )
+        target.add_override("role_arn", self.expr(ref(role, "arn")))
+        self.output("event_bus_arn", f"try({bus_arn}, null)")
 
     def _topic_policy(self, topic_arn: str) -> str:
         account = "data.aws_caller_identity.current.account_id"

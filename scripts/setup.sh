@@ -53,4 +53,17 @@ if ! stamp_ok asl "$ASL_SPEC" || [[ ! -x .tools/asl/node_modules/.bin/asl-valida
   npm install --silent --no-audit --no-fund --prefix .tools/asl "$ASL_SPEC" >/dev/null
   stamp_set asl "$ASL_SPEC"
 fi
+# Graphviz renders the rollout diagrams (`python main.py diagram`, the diagrams package).
+if ! command -v dot >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing graphviz from Debian's packages"
+    SUDO=""
+    [[ "$(id -u)" -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends graphviz >/dev/null
+  else
+    echo "setup: graphviz (dot) is missing and there is no apt-get: install it to render diagrams" >&2
+    exit 1
+  fi
+fi
 echo "setup: ready"
