@@ -51,6 +51,18 @@ from cdktn_provider_aws.lambda_function import (  # noqa: E402
     LambdaFunctionTracingConfig,
 )
 from cdktn_provider_aws.provider import AwsProvider  # noqa: E402
+from cdktn_provider_aws.s3_bucket_ownership_controls import (  # noqa: E402
+    S3BucketOwnershipControls,
+    S3BucketOwnershipControlsRule,
+)
+from cdktn_provider_aws.s3_bucket_public_access_block import (  # noqa: E402
+    S3BucketPublicAccessBlock,
+)
+from cdktn_provider_aws.s3_bucket_server_side_encryption_configuration import (  # noqa: E402
+    S3BucketServerSideEncryptionConfigurationA,
+    S3BucketServerSideEncryptionConfigurationRuleA,
+    S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA,
+)
 from cdktn_provider_aws.sqs_queue import SqsQueue  # noqa: E402
 from constructs import Construct  # noqa: E402
 
@@ -442,6 +454,42 @@ class ModuleStack(TerraformStack):
             metric="ApproximateNumberOfMessagesVisible",
             dimensions={"QueueName": self.expr(ref(queue, "name"))},
             statistic="Maximum",
+        )
+
+    def private_bucket(self, name: str, bucket_id: str, key_arn: str, count: float) -> None:
+        """What every bucket of the modules has: default encryption with the module's KMS
+        key (and an S3 bucket key), every public access blocked, ACLs off (the bucket owner
+        owns every object). Versioning, lifecycle and policy differ and stay with the module."""
+        S3BucketServerSideEncryptionConfigurationA(
+            self,
+            f"{name}_encryption",
+            count=count,
+            bucket=bucket_id,
+            rule=[
+                S3BucketServerSideEncryptionConfigurationRuleA(
+                    apply_server_side_encryption_by_default=S3BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultA(
+                        sse_algorithm="aws:kms", kms_master_key_id=key_arn
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+        )
+        S3BucketPublicAccessBlock(
+            self,
+            f"{name}_public_access",
+            count=count,
+            bucket=bucket_id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+        )
+        S3BucketOwnershipControls(
+            self,
+            f"{name}_ownership",
+            count=count,
+            bucket=bucket_id,
+            rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
         )
 
     def _event_dead_letter_queue(self) -> SqsQueue:
