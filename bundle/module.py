@@ -55,6 +55,7 @@ from cdktn_provider_aws.s3_bucket_ownership_controls import (  # noqa: E402
     S3BucketOwnershipControls,
     S3BucketOwnershipControlsRule,
 )
+from cdktn_provider_aws.s3_bucket_policy import S3BucketPolicy  # noqa: E402
 from cdktn_provider_aws.s3_bucket_public_access_block import (  # noqa: E402
     S3BucketPublicAccessBlock,
 )
@@ -490,6 +491,29 @@ class ModuleStack(TerraformStack):
             count=count,
             bucket=bucket_id,
             rule=S3BucketOwnershipControlsRule(object_ownership="BucketOwnerEnforced"),
+        )
+
+    def tls_only_policy(
+        self, name: str, bucket: TerraformElement, count: float, *statements: str
+    ) -> None:
+        """The bucket's policy: every request without TLS denied, then ``statements``
+        (HCL object expressions) that the bucket's own users need."""
+        arn = ref(bucket, "arn")
+        deny = (
+            '{Sid = "DenyInsecureTransport", Effect = "Deny", Principal = "*", '
+            f'Action = "s3:*", Resource = [{arn}, "${{{arn}}}/*"], '
+            'Condition = {Bool = {"aws:SecureTransport" = "false"}}}'
+        )
+        S3BucketPolicy(
+            self,
+            f"{name}_policy",
+            count=count,
+            bucket=self.expr(ref(bucket, "id")),
+            policy=self.expr(
+                'jsonencode({Version = "2012-10-17", Statement = ['
+                + ", ".join([deny, *statements])
+                + "]})"
+            ),
         )
 
     def _event_dead_letter_queue(self) -> SqsQueue:

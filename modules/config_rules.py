@@ -44,7 +44,6 @@ from cdktn_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfigurationRuleFilter,
     S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
 )
-from cdktn_provider_aws.s3_bucket_policy import S3BucketPolicy
 from cdktn_provider_aws.s3_bucket_versioning import (
     S3BucketVersioningA,
     S3BucketVersioningVersioningConfiguration,
@@ -519,27 +518,20 @@ class ConfigRulesModule(ModuleStack):
         )
         # Config's delivery permissions (AWS Config developer guide, "Permissions for the
         # Amazon S3 Bucket"), limited to this account, and TLS only.
-        S3BucketPolicy(
-            self,
-            "delivery_policy",
-            count=count,
-            bucket=bucket_id,
-            policy=self.expr(
-                'jsonencode({Version = "2012-10-17", Statement = ['
-                '{Sid = "DenyInsecureTransport", Effect = "Deny", Principal = "*", '
-                f'Action = "s3:*", Resource = [{arn}, "${{{arn}}}/*"], '
-                'Condition = {Bool = {"aws:SecureTransport" = "false"}}}, '
-                '{Sid = "AWSConfigBucketPermissionsCheck", Effect = "Allow", '
-                'Principal = {Service = "config.amazonaws.com"}, '
-                f'Action = ["s3:GetBucketAcl", "s3:ListBucket"], Resource = {arn}, '
-                'Condition = {StringEquals = {"AWS:SourceAccount" = '
-                "data.aws_caller_identity.current.account_id}}}, "
-                '{Sid = "AWSConfigBucketDelivery", Effect = "Allow", '
-                'Principal = {Service = "config.amazonaws.com"}, Action = "s3:PutObject", '
-                f'Resource = "${{{arn}}}/AWSLogs/${{data.aws_caller_identity.current.account_id}}/Config/*", '
-                'Condition = {StringEquals = {"s3:x-amz-acl" = "bucket-owner-full-control", '
-                '"AWS:SourceAccount" = data.aws_caller_identity.current.account_id}}}]})'
-            ),
+        self.tls_only_policy(
+            "delivery",
+            bucket,
+            count,
+            '{Sid = "AWSConfigBucketPermissionsCheck", Effect = "Allow", '
+            'Principal = {Service = "config.amazonaws.com"}, '
+            f'Action = ["s3:GetBucketAcl", "s3:ListBucket"], Resource = {arn}, '
+            'Condition = {StringEquals = {"AWS:SourceAccount" = '
+            "data.aws_caller_identity.current.account_id}}}",
+            '{Sid = "AWSConfigBucketDelivery", Effect = "Allow", '
+            'Principal = {Service = "config.amazonaws.com"}, Action = "s3:PutObject", '
+            f'Resource = "${{{arn}}}/AWSLogs/${{data.aws_caller_identity.current.account_id}}/Config/*", '
+            'Condition = {StringEquals = {"s3:x-amz-acl" = "bucket-owner-full-control", '
+            '"AWS:SourceAccount" = data.aws_caller_identity.current.account_id}}}',
         )
         role = self.role(
             "recorder_role",

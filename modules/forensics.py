@@ -29,7 +29,6 @@ from cdktn_provider_aws.s3_bucket_object_lock_configuration import (
     S3BucketObjectLockConfigurationRuleA,
     S3BucketObjectLockConfigurationRuleDefaultRetentionA,
 )
-from cdktn_provider_aws.s3_bucket_policy import S3BucketPolicy
 from cdktn_provider_aws.sfn_state_machine import (
     SfnStateMachine,
     SfnStateMachineLoggingConfiguration,
@@ -443,19 +442,7 @@ class ForensicsModule(ModuleStack):
                 )
             ],
         )
-        arn = ref(bucket, "arn")
-        S3BucketPolicy(
-            self,
-            "evidence_policy",
-            count=self.count,
-            bucket=bucket_id,
-            policy=self.expr(
-                'jsonencode({Version = "2012-10-17", Statement = ['
-                '{Sid = "DenyInsecureTransport", Effect = "Deny", Principal = "*", '
-                f'Action = "s3:*", Resource = [{arn}, "${{{arn}}}/*"], '
-                'Condition = {Bool = {"aws:SecureTransport" = "false"}}}]})'
-            ),
-        )
+        self.tls_only_policy("evidence", bucket, self.count)
         return bucket
 
     # ------------------------------------------------------------------ workflow

@@ -40,7 +40,6 @@ from cdktn_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
 )
 from cdktn_provider_aws.s3_bucket_logging import S3BucketLoggingA
-from cdktn_provider_aws.s3_bucket_policy import S3BucketPolicy
 from cdktn_provider_aws.s3_bucket_versioning import (
     S3BucketVersioningA,
     S3BucketVersioningVersioningConfiguration,
@@ -526,19 +525,7 @@ class ThreatListsModule(ModuleStack):
             target_bucket="${var.access_log_bucket}",
             target_prefix=self.expr(f'"s3/${{{ref(bucket, "bucket")}}}/"'),
         )
-        arn = ref(bucket, "arn")
-        S3BucketPolicy(
-            self,
-            "lists_policy",
-            count=self.count,
-            bucket=bucket_id,
-            policy=self.expr(
-                'jsonencode({Version = "2012-10-17", Statement = ['
-                '{Sid = "DenyInsecureTransport", Effect = "Deny", Principal = "*", '
-                f'Action = "s3:*", Resource = [{arn}, "${{{arn}}}/*"], '
-                'Condition = {Bool = {"aws:SecureTransport" = "false"}}}]})'
-            ),
-        )
+        self.tls_only_policy("lists", bucket, self.count)
         return bucket
 
     def _trusted(self, bucket: S3Bucket, key_arn: str) -> GuarddutyIpset:
