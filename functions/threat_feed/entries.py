@@ -4,15 +4,23 @@ caps GuardDuty sets on a list.
 Every entry is judged by the blockers' rules (``functions.common.addresses``): a host by
 :func:`~functions.common.addresses.classify`, a range by
 :func:`~functions.common.addresses.classify_network`, with the same allowlist. Each
-refusal is counted under its reason. The fast path (most entries) parses with
-``inet_pton`` and checks the entry against :data:`~functions.common.addresses.EXCLUDED_RANGES`
-with a binary search; anything that fast path does not accept outright goes through
-``ipaddress`` and the classify functions, so the outcome is theirs (tested to agree).
+refusal is counted under its reason.
 
-Collapsing works on integer intervals per address family: overlapping and adjacent ranges
-merge, and each merged interval is written as the fewest CIDR blocks. A merged block
-keeps the feed position of its earliest entry, which is what the ``truncate`` cap policy
-keeps first.
+A feed is large (GuardDuty takes 250,000 entries a list), so the work is arranged for
+Python's speed: each distinct text is judged once and counted as often as it repeats; a
+host that ``inet_pton`` reads becomes one integer key, and the hosts of a family are
+sorted once and checked against
+:data:`~functions.common.addresses.EXCLUDED_RANGES` (and the allowlist) with two binary
+searches per excluded range rather than one per host. Everything else (ranges, hosts
+inside an excluded range, text ``inet_pton`` refuses) goes through :meth:`_Judge.judge`,
+whose own fast path is ``inet_pton`` and a binary search, and which hands whatever it
+does not accept outright to ``ipaddress`` and the classify functions, so the outcome is
+theirs (property-tested to agree).
+
+Collapsing works on the sorted integer keys per address family in one pass: duplicates
+are dropped, overlapping and adjacent ranges merge, and each merged interval is written
+as the fewest CIDR blocks. A block keeps the feed order of its earliest entry, which is
+what the ``truncate`` cap policy keeps first.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import socket
+import struct
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from functions.common.addresses import EXCLUDED_RANGES, IPNetwork, classify_network, normalise
 
@@ -37,9 +47,9 @@ THREAT_LIST_MAX_BYTES = 35 * 1024 * 1024
 TRUSTED_LIST_MAX_ENTRIES = 2_000
 CAP_POLICIES = ("refuse", "truncate")
 
-_BITS = {4: 32, 6: 128}
-_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
-_MAPPED = (0xFFFF << 32, (0xFFFF << 32) | 0xFFFFFFFF)
+_PACK_IPV4 = struct.Struct(">I").pack
+_PACK_IPV6 = partial(int.to_bytes, length=16, byteorder="big")
+_NTOP_IPV6 = partial(socket.inet_ntop, socket.AF_INET6)
 
 
 def _intervals(networks: Iterable[IPNetwork], version: int) -> tuple[list[int], list[int]]:
@@ -60,7 +70,9 @@ def _intervals(networks: Iterable[IPNetwork], version: int) -> tuple[list[int], 
 
 @dataclass
 class Normalised:
-    """The list to write, in address order, with each block's earliest feed position."""
+    """The list to write, in address order, with each block's place in feed order: the rank
+    of its earliest entry's text among the feed's distinct texts, in order of first
+    appearance (what the ``truncate`` cap policy keeps first)."""
 
     entries: list[str] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
@@ -68,7 +80,7 @@ class Normalised:
     accepted: int = 0  # valid entries before deduplication and collapsing
 
     def text(self) -> str:
-        return "".join(f"{entry}\n" for entry in self.entries)
+        return "\n".join(self.entries) + "\n" if self.entries else ""
 
 
 class _Judge:
@@ -88,7 +100,7 @@ class _Judge:
             version, bits, family = 4, 32, socket.AF_INET
         try:
             packed = socket.inet_pton(family, address)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL or a lone surrogate in the text
             return self._slow(text)
         if slash:
             if not (length.isascii() and length.isdigit()) or (length[0] == "0" and length != "0"):
@@ -135,81 +147,150 @@ def _blocks(start: int, end: int, bits: int) -> Iterable[tuple[int, int]]:
         start += 1 << size
 
 
+# A block is sorted and merged as one integer key, ``(start << 8 | prefix) << shift | text``,
+# where ``text`` is the index of its entry's text among the feed's distinct texts (first
+# appearance first) and ``shift`` the bits that index needs: ints sort far faster than
+# tuples, a block sorts before the smaller blocks starting where it does, and of equal
+# blocks the one the feed names first comes first.
+
+
+def _host_keys(texts: Sequence[str], shift: int) -> tuple[list[int], list[int], list[int]]:
+    """Keys of the texts that ``inet_pton`` reads as a host (IPv4, IPv6), not yet checked
+    against the excluded ranges, and the indexes of every other text."""
+    pton, inet, inet6 = socket.inet_pton, socket.AF_INET, socket.AF_INET6
+    move, host4, host6 = shift + 8, 32 << shift, 128 << shift
+    keys4: list[int] = []
+    keys6: list[int] = []
+    others: list[int] = []
+    for index, text in enumerate(texts):
+        if "/" in text:
+            others.append(index)
+            continue
+        try:
+            if ":" in text:
+                keys6.append(int.from_bytes(pton(inet6, text), "big") << move | host6 | index)
+            else:
+                keys4.append(int.from_bytes(pton(inet, text), "big") << move | host4 | index)
+        except (OSError, ValueError):
+            others.append(index)
+    return keys4, keys6, others
+
+
+def _outside(
+    keys: list[int], excluded: tuple[list[int], list[int]], shift: int
+) -> tuple[list[int], list[int]]:
+    """Sorted host ``keys`` split into those outside every excluded interval and the text
+    indexes of those inside one (left for the full judgement)."""
+    keys.sort()
+    move, mask = shift + 8, (1 << shift) - 1
+    kept: list[int] = []
+    inside: list[int] = []
+    cursor = 0
+    for low, high in zip(*excluded, strict=True):
+        first = bisect.bisect_left(keys, low << move, cursor)
+        after = bisect.bisect_left(keys, (high + 1) << move, first)
+        kept += keys[cursor:first]
+        inside += [key & mask for key in keys[first:after]]
+        cursor = after
+    kept += keys[cursor:]
+    return kept, inside
+
+
 def normalise_entries(
     candidates: Iterable[str],
     allowlist: Sequence[IPNetwork] = (),
     counts: Counter[str] | None = None,
 ) -> Normalised:
-    """Judge, deduplicate and collapse ``candidates`` (in feed order)."""
+    """Judge, deduplicate and collapse ``candidates`` (in feed order).
+
+    Each distinct text is judged once and its verdict counted as often as the feed repeats
+    it. Hosts that ``inet_pton`` reads and that lie outside every excluded range (checked
+    with a binary search per range over the sorted hosts, not per host) are accepted as
+    they are; every other text gets :meth:`_Judge.judge`.
+    """
     result = Normalised(counts=Counter(counts or {}))
-    judge = _Judge(allowlist).judge
+    occurrences = Counter(map(str.strip, candidates))
+    texts = list(occurrences)
+    judge = _Judge(allowlist)
+    shift = max(len(texts).bit_length(), 1)
+    keys4, keys6, others = _host_keys(texts, shift)
+    keys4, inside4 = _outside(keys4, judge.excluded[4], shift)
+    keys6, inside6 = _outside(keys6, judge.excluded[6], shift)
+    keys = {4: keys4, 6: keys6}
     tally = result.counts
-    spans: dict[int, list[tuple[int, int, int]]] = {4: [], 6: []}
-    append = {4: spans[4].append, 6: spans[6].append}
-    position = 0
-    for candidate in candidates:
-        verdict = judge(candidate.strip())
+    refused = 0
+    for index in sorted(others + inside4 + inside6):
+        verdict = judge.judge(texts[index])
         if isinstance(verdict, str):
-            tally[verdict] += 1
-            continue
-        version, start, prefix = verdict
-        # (start, prefix) sorts a block before the smaller blocks starting where it does.
-        append[version]((start, prefix, position))
-        position += 1
-    result.accepted = position
-    for version in (4, 6):
-        _collapse(spans[version], _BITS[version], result)
+            repeats = occurrences[texts[index]]
+            tally[verdict] += repeats
+            refused += repeats
+        else:
+            version, start, prefix = verdict
+            keys[version].append((start << 8 | prefix) << shift | index)
+    result.accepted = occurrences.total() - refused
+    blocks = _collapse(keys4, 32, shift, result) + _collapse(keys6, 128, shift, result)
+    if result.accepted > blocks:
+        tally[DUPLICATE] += result.accepted - blocks
+    if blocks > len(result.entries):
+        tally[COLLAPSED] += blocks - len(result.entries)
     return result
 
 
-def _collapse(spans: list[tuple[int, int, int]], bits: int, result: Normalised) -> None:
-    """Merge one family's sorted blocks into intervals and write each as fewest blocks."""
-    spans.sort()
-    family = _FAMILY[4 if bits == 32 else 6]
-    width = bits // 8
-    ntop = socket.inet_ntop
-    out, where_out = result.entries, result.positions
-    duplicates = distinct = written = 0
-    # The interval being merged: its bounds, earliest feed position, and its prefix while it
-    # is still one block as listed (-1 once two blocks have merged into it).
-    low = high = first = single = -1
-    previous = (-1, -1)
-
-    def emit() -> int:
-        if single >= 0:
-            text = ntop(family, low.to_bytes(width, "big"))
-            out.append(text if single == bits else f"{text}/{single}")
-            where_out.append(first)
-            return 1
-        count = 0
-        for block_start, prefix in _blocks(low, high, bits):
-            text = ntop(family, block_start.to_bytes(width, "big"))
-            out.append(text if prefix == bits else f"{text}/{prefix}")
-            where_out.append(first)
-            count += 1
-        return count
-
-    for start, prefix, where in spans:
-        if (start, prefix) == previous:
-            duplicates += 1
+def _collapse(keys: list[int], bits: int, shift: int, result: Normalised) -> int:
+    """Merge one family's block keys (consumed) into intervals, write each as the fewest
+    blocks, and return how many distinct blocks there were."""
+    keys.sort()
+    mask = (1 << shift) - 1
+    last = [(1 << (bits - prefix)) - 1 for prefix in range(bits + 1)]  # a block's last offset
+    # Past every address and not adjacent to any: it writes out the last real interval.
+    keys.append((1 << bits) + 1 << 8 + shift)
+    blocks: list[int] = []  # ``start << 8 | prefix`` of each block written
+    positions = result.positions
+    distinct = -1  # the sentinel is not a block
+    # The interval being merged: its bounds, earliest text, and its one block while it is
+    # still one block as listed (-1 once two blocks have merged into it).
+    high = first = single = -2
+    low = previous = -1
+    for key in keys:
+        block = key >> shift
+        if block == previous:
             continue
-        previous = (start, prefix)
+        previous = block
         distinct += 1
-        end = start + (1 << (bits - prefix)) - 1
-        if low >= 0 and start <= high + 1:
-            high = max(high, end)
-            first = min(first, where)
+        start = block >> 8
+        if start <= high + 1:
+            end = start + last[block & 0xFF]
+            if end > high:
+                high = end
+            if key & mask < first:
+                first = key & mask
             single = -1
             continue
-        if low >= 0:
-            written += emit()
-        low, high, first, single = start, end, where, prefix
-    if low >= 0:
-        written += emit()
-    if duplicates:
-        result.counts[DUPLICATE] += duplicates
-    if distinct > written:
-        result.counts[COLLAPSED] += distinct - written
+        if single >= 0:
+            blocks.append(single)
+            positions.append(first)
+        elif single == -1:
+            for block_start, prefix in _blocks(low, high, bits):
+                blocks.append(block_start << 8 | prefix)
+                positions.append(first)
+        low, high, first, single = start, start + last[block & 0xFF], key & mask, block
+    result.entries += _texts(blocks, bits)
+    return distinct
+
+
+def _texts(blocks: list[int], bits: int) -> list[str]:
+    """The list text of each block: the address as ``inet_ntop`` writes it (as ``ipaddress``
+    does), with ``/prefix`` unless the block is one host."""
+    starts = [block >> 8 for block in blocks]
+    if bits == 32:
+        addresses = map(socket.inet_ntoa, map(_PACK_IPV4, starts))
+    else:
+        addresses = map(_NTOP_IPV6, map(_PACK_IPV6, starts))
+    return [
+        address if block & 0xFF == bits else f"{address}/{block & 0xFF}"
+        for address, block in zip(addresses, blocks, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
