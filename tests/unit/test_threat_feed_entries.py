@@ -315,3 +315,135 @@ def test_ipv6_text_is_the_same_as_ipaddress_writes_it() -> None:
         "2a00:0:1:0:0:1:0:0",
     ]:
         assert normalise_entries([text]).entries == [str(ipaddress.ip_address(text))]
+
+
+def test_a_nul_or_lone_surrogate_in_a_line_is_malformed_not_a_crash() -> None:
+    # inet_pton raises ValueError (not OSError) for these; a feed line may carry either.
+    result = normalise_entries(["185.1.0.1\x00", "2a00::1\x00", "185.1.0.\ud800", "185.1.0.2"])
+    assert result.entries == ["185.1.0.2"]
+    assert result.counts == {entries.MALFORMED: 3}
+
+
+# ------------------------------------------------------------------------ fast path vs reference
+
+
+def _reference(
+    texts: list[str], allowlist: tuple[addresses.IPNetwork, ...]
+) -> tuple[list[addresses.IPNetwork], Counter[str], int, list[int]]:
+    """What the blockers' rules say, entry by entry, with ipaddress only: the collapsed
+    networks, the counts per reason, how many entries were accepted, and the feed index
+    of the earliest entry each collapsed network was merged from."""
+    counts: Counter[str] = Counter()
+    accepted: list[tuple[int, addresses.IPNetwork]] = []
+    for index, raw in enumerate(texts):
+        try:
+            interface = ipaddress.ip_interface(raw.strip())
+        except ValueError:
+            counts[entries.MALFORMED] += 1
+            continue
+        network = interface.network
+        if int(interface.ip) != int(network.network_address):
+            counts[entries.HOST_BITS] += 1
+            continue
+        decision = addresses.classify_network(network, allowlist)
+        if not decision.allowed:
+            counts[decision.reason] += 1
+            continue
+        if network.num_addresses == 1:
+            network = ipaddress.ip_network(addresses.normalise(network.network_address))
+        accepted.append((index, network))
+    distinct = {network for _, network in accepted}
+    collapsed: list[addresses.IPNetwork] = [
+        *ipaddress.collapse_addresses(n for n in distinct if isinstance(n, ipaddress.IPv4Network)),
+        *ipaddress.collapse_addresses(n for n in distinct if isinstance(n, ipaddress.IPv6Network)),
+    ]
+    if len(accepted) > len(distinct):
+        counts[entries.DUPLICATE] += len(accepted) - len(distinct)
+    if len(distinct) > len(collapsed):
+        counts[entries.COLLAPSED] += len(distinct) - len(collapsed)
+    # Every block written for one merged interval (adjacent blocks of collapse_addresses)
+    # keeps the interval's earliest entry.
+    intervals: list[list[addresses.IPNetwork]] = []
+    for block in collapsed:
+        previous = intervals[-1][-1] if intervals else None
+        if (
+            previous is not None
+            and previous.version == block.version
+            and int(previous.broadcast_address) + 1 == int(block.network_address)
+        ):
+            intervals[-1].append(block)
+        else:
+            intervals.append([block])
+    earliest: list[int] = []
+    for group in intervals:
+        low, high = int(group[0].network_address), int(group[-1].broadcast_address)
+        first = min(
+            index
+            for index, n in accepted
+            if n.version == group[0].version and low <= int(n.network_address) <= high
+        )
+        earliest += [first] * len(group)
+    return collapsed, counts, len(accepted), earliest
+
+
+_NEAR_EDGES = st.sampled_from(_BOUNDARIES)
+
+
+@st.composite
+def feed_text(draw: st.DrawFn) -> str:
+    """One feed entry as feeds write them: hosts and ranges of both families, clustered so
+    that they repeat, overlap and touch, near the excluded ranges' edges, in other
+    spellings (``/32``, upper case, ``::ffff:``, padded), and garbage."""
+    version = draw(st.sampled_from([4, 6]))
+    bits = 32 if version == 4 else 128
+    base = int(ipaddress.ip_address("185.220.0.0" if version == 4 else "2a0e:1c80::"))
+    value = draw(
+        st.one_of(
+            st.integers(base, base + 15),
+            st.sampled_from([v for v in _BOUNDARIES if v < 2**bits]),
+        )
+    )
+    prefix = draw(st.one_of(st.just(bits), st.integers(bits - 5, bits)))
+    address = ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    spelling = draw(st.sampled_from(["canonical", "cidr", "host bits", "upper", "mapped", "pad"]))
+    if spelling == "cidr":
+        return str(network)
+    if spelling == "host bits":
+        return f"{address}/{prefix}"
+    if spelling == "upper":
+        return str(network if prefix < bits else address).upper()
+    if spelling == "mapped" and version == 4:
+        return f"::ffff:{address}"
+    if spelling == "pad":
+        return f" {network if prefix < bits else address}\t"
+    return str(network if prefix < bits else address)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.one_of(feed_text(), feed_text(), _LINE), max_size=40),
+    st.lists(st.sampled_from(["185.220.0.16/28", "185.220.0.40/32", "2a0e:1c80::/122"])),
+    st.integers(1, 8),
+)
+def test_normalisation_agrees_with_the_blockers_rules_and_collapse_addresses(
+    texts: list[str], allow: list[str], cap: int
+) -> None:
+    """The fast path (distinct texts, integer keys, per-range exclusion check, one-pass
+    collapse) gives what judging each entry with ipaddress and classify_network, then
+    ipaddress.collapse_addresses, gives: the list, every count, and the truncate order."""
+    allowlist = tuple(ipaddress.ip_network(cidr) for cidr in dict.fromkeys(allow))
+    collapsed, counts, accepted, earliest = _reference(texts, allowlist)
+    result = normalise_entries(texts, allowlist)
+    assert [ipaddress.ip_network(entry) for entry in result.entries] == collapsed
+    assert result.entries == [
+        str(n.network_address) if n.num_addresses == 1 else str(n) for n in collapsed
+    ]
+    assert result.counts == counts
+    assert result.accepted == accepted
+    by_feed_order = sorted(range(len(collapsed)), key=lambda i: (earliest[i], i))
+    assert sorted(range(len(result.entries)), key=lambda i: (result.positions[i], i)) == (
+        by_feed_order
+    )
+    outcome = apply_caps(result, cap, entries.THREAT_LIST_MAX_BYTES, "truncate")
+    assert outcome.entries == [result.entries[i] for i in sorted(by_feed_order[:cap])]
