@@ -162,17 +162,18 @@ def _host_keys(texts: Sequence[str], shift: int) -> tuple[list[int], list[int], 
     keys4: list[int] = []
     keys6: list[int] = []
     others: list[int] = []
+    add4, add6, add_other, number = keys4.append, keys6.append, others.append, int.from_bytes
     for index, text in enumerate(texts):
         if "/" in text:
-            others.append(index)
+            add_other(index)
             continue
         try:
             if ":" in text:
-                keys6.append(int.from_bytes(pton(inet6, text), "big") << move | host6 | index)
+                add6(number(pton(inet6, text), "big") << move | host6 | index)
             else:
-                keys4.append(int.from_bytes(pton(inet, text), "big") << move | host4 | index)
+                add4(number(pton(inet, text), "big") << move | host4 | index)
         except (OSError, ValueError):
-            others.append(index)
+            add_other(index)
     return keys4, keys6, others
 
 
@@ -246,18 +247,18 @@ def _collapse(keys: list[int], bits: int, shift: int, result: Normalised) -> int
     # Past every address and not adjacent to any: it writes out the last real interval.
     keys.append((1 << bits) + 1 << 8 + shift)
     blocks: list[int] = []  # ``start << 8 | prefix`` of each block written
-    positions = result.positions
-    distinct = -1  # the sentinel is not a block
+    add_block, add_position = blocks.append, result.positions.append
+    repeated = 0
     # The interval being merged: its bounds, earliest text, and its one block while it is
-    # still one block as listed (-1 once two blocks have merged into it).
+    # still one block as listed (-1 once two blocks have merged into it, -2 before any).
     high = first = single = -2
     low = previous = -1
     for key in keys:
         block = key >> shift
         if block == previous:
+            repeated += 1
             continue
         previous = block
-        distinct += 1
         start = block >> 8
         if start <= high + 1:
             end = start + last[block & 0xFF]
@@ -268,15 +269,18 @@ def _collapse(keys: list[int], bits: int, shift: int, result: Normalised) -> int
             single = -1
             continue
         if single >= 0:
-            blocks.append(single)
-            positions.append(first)
+            add_block(single)
+            add_position(first)
         elif single == -1:
             for block_start, prefix in _blocks(low, high, bits):
-                blocks.append(block_start << 8 | prefix)
-                positions.append(first)
-        low, high, first, single = start, start + last[block & 0xFF], key & mask, block
+                add_block(block_start << 8 | prefix)
+                add_position(first)
+        low = start
+        high = start + last[block & 0xFF]
+        first = key & mask
+        single = block
     result.entries += _texts(blocks, bits)
-    return distinct
+    return len(keys) - 1 - repeated  # the sentinel is not a block
 
 
 def _texts(blocks: list[int], bits: int) -> list[str]:
