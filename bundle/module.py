@@ -77,6 +77,7 @@ from bundle.inputs import (  # noqa: E402
     regex,
     sentinel_or_integer_between,
 )
+from functions.common import report  # noqa: E402
 from functions.common.permissions import Permission  # noqa: E402
 
 MANAGED_BY = "playbook-as-code"
@@ -610,12 +611,24 @@ class ModuleStack(TerraformStack):
         from that declaration alone, plus what the Lambda service itself needs (logs,
         DLQ, environment decryption, X-Ray). ``preconditions`` (``condition`` and
         ``error_message``) are checked at plan, beside the environment's size.
+
+        A function that declares putting its reports on the default bus
+        (``report.PUT_EVENTS``) gets that bus's ARN and ``REPORT_EVENT_BUS``, so every
+        remediator module sends its reports where the notifications module's member rule
+        forwards them to the hub.
         """
         name = lambda_name or self.function
         assert name is not None and name in (self.function, *self.extra_functions)
         package = "function.zip" if name == self.function else f"{name}.zip"
         hyphenated = name.replace("_", "-")
         declared = declared_permissions(name)
+        if report.PUT_EVENTS in declared:
+            bus_arn = (
+                f"arn:{self.arn_partition}:events:{self.region_name}:{self.account_id}"
+                f":event-bus/{report.DEFAULT_EVENT_BUS}"
+            )
+            resources = {report.EVENT_BUS_RESOURCE: f'["{bus_arn}"]', **resources}
+            environment = {report.EVENT_BUS_VARIABLE: report.DEFAULT_EVENT_BUS, **environment}
         unknown = {p.resource for p in declared} - set(resources)
         if unknown:
             raise ValueError(f"{self.name}: no ARNs given for {sorted(unknown)} of {name}")

@@ -9,6 +9,7 @@ permissions meta-test hooks :func:`session` events to record every API call made
 from __future__ import annotations
 
 import os
+import random
 import threading
 from typing import Any
 
@@ -46,6 +47,15 @@ def client(service: str, region: str | None = None) -> Any:
     created = session().client(service, region_name=region, config=_CONFIG)
     with _lock:
         return _clients.setdefault(key, created)
+
+
+BACKOFF_BASE_SECONDS = 0.05
+BACKOFF_CAP_SECONDS = 2.0
+
+
+def backoff(attempt: int) -> float:
+    """Full jitter: spreads contending callers instead of retrying them in lockstep."""
+    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
 
 
 def reset() -> None:

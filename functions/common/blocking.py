@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +26,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, StrictStr
 
 from functions.common import addresses, aws, events
+from functions.common.aws import (  # noqa: F401  (re-exported: the blockers use blocking.X)
+    BACKOFF_BASE_SECONDS,
+    BACKOFF_CAP_SECONDS,
+    backoff,
+)
 from functions.common.intake import (
     CustomActionEvent,
     Finding,
@@ -121,15 +125,6 @@ class DirectRequest(
 
 
 # --------------------------------------------------------------------------- shared helpers
-
-BACKOFF_BASE_SECONDS = 0.05
-BACKOFF_CAP_SECONDS = 2.0
-
-
-def backoff(attempt: int) -> float:
-    """Full jitter: spreads contending writers instead of retrying them in lockstep."""
-    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
-
 
 # Time kept back from the invocation's timeout for what follows the retries (state
 # rows, the report, the result).

@@ -411,7 +411,7 @@ _SUMMARIES = {
 
 
 def _report(event: Mapping[str, Any], config: Config, result: Mapping[str, Any], now: Now) -> None:
-    if not config.notify_topic_arn:
+    if not report.wanted(config.notify_topic_arn):
         return
     actions = [
         *result["changed"],

@@ -1115,7 +1115,7 @@ def notify(case: Case, payload: Mapping[str, Any]) -> dict[str, Any]:
         title = f"{case.instance_id} {verb} ({case.case_id})"
         severity = "MEDIUM"
     published = ""
-    if case.config.notify_topic_arn:
+    if report.wanted(case.config.notify_topic_arn):
         lines = [f"{s['step']}: {s['tag']}" for s in summary["steps"]]
         # What a step could not do must not hide behind its "done".
         lines += [a for s in summary["steps"] for a in s["actions"] if a.startswith("NOT ")]

@@ -17,6 +17,7 @@ functions.common.permissions). Symbolic resources are resolved by modules/forens
 
 from __future__ import annotations
 
+from functions.common import report
 from functions.common.permissions import Permission
 
 PERMISSIONS: tuple[Permission, ...] = (
@@ -98,4 +99,5 @@ PERMISSIONS: tuple[Permission, ...] = (
         "kms:GenerateDataKey", "notify_kms_key", "publish to the KMS-encrypted notify topic"
     ),
     Permission("kms:Decrypt", "notify_kms_key", "publish to the KMS-encrypted notify topic"),
+    report.PUT_EVENTS,
 )

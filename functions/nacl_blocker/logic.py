@@ -1428,7 +1428,7 @@ class _Outcome:
 
 
 def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
-    if not config.notify_topic_arn:
+    if not report.wanted(config.notify_topic_arn):
         return False
     message = report.remediation_report(
         function=FUNCTION_NAME, now=datetime.fromtimestamp(clock.now(), UTC), **fields

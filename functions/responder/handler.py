@@ -5,7 +5,8 @@ Revoke Sessions) and, when automatic responses are on, a ``GuardDuty Finding`` o
 credential type. :func:`logic.handle` does the work. Environment:
 ``DISABLE_ACCESS_KEYS_ACTION_ARN``, ``REVOKE_SESSIONS_ACTION_ARN`` (the custom actions
 answered), ``AUTOMATIC_FINDING_TYPES`` (JSON list; empty: no automatic response),
-``DRY_RUN`` (``true`` changes nothing), ``NOTIFY_TOPIC_ARN`` (reports; empty: none).
+``DRY_RUN`` (``true`` changes nothing), ``NOTIFY_TOPIC_ARN`` and ``REPORT_EVENT_BUS``
+(where reports go; empty: not there).
 
 A finding or event the responder does not answer is a logged rejection, not an error; AWS
 failures raise, so Lambda retries the event (every step is idempotent) and then hands it

@@ -513,7 +513,7 @@ def handle(event: Any, config: Config, now: Now = system_now) -> dict[str, Any]:
         "requestedBy": request.requested_by,
         "findings": [o.as_dict() for o in outcomes],
     }
-    if config.notify_topic_arn:
+    if report.wanted(config.notify_topic_arn):
         result["reportMessageId"] = report.publish(
             config.notify_topic_arn, _report(request, outcomes, config.dry_run, moment)
         )

@@ -12,6 +12,7 @@ modules/incident_response.py:
 
 from __future__ import annotations
 
+from functions.common import report
 from functions.common.permissions import Permission
 
 PERMISSIONS: tuple[Permission, ...] = (
@@ -34,6 +35,7 @@ PERMISSIONS: tuple[Permission, ...] = (
         "kms:GenerateDataKey", "notify_kms_key", "publish to the KMS-encrypted notify topic"
     ),
     Permission("kms:Decrypt", "notify_kms_key", "publish to the KMS-encrypted notify topic"),
+    report.PUT_EVENTS,
 )
 
 # Which declared actions each custom action uses (the module README's action table).
@@ -42,6 +44,7 @@ _REPORTING = (
     "sns:Publish",
     "kms:GenerateDataKey",
     "kms:Decrypt",
+    report.PUT_EVENTS.action,
 )
 ACTION_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "disable_access_keys": (

@@ -378,7 +378,7 @@ def run(config: Config, names: Sequence[str] | None, now: Now = system_now) -> d
 def _report(
     config: Config, results: Sequence[ListResult], moment: datetime
 ) -> dict[str, Any] | None:
-    if not config.notify_topic_arn or not results:
+    if not report.wanted(config.notify_topic_arn) or not results:
         return None
     kept = [r for r in results if r.kept_last_good]
     updated = [r for r in results if r.outcome == "updated"]

@@ -14,6 +14,7 @@ functions.common.permissions). Symbolic resources are resolved by modules/threat
 
 from __future__ import annotations
 
+from functions.common import report
 from functions.common.permissions import Permission
 
 PERMISSIONS: tuple[Permission, ...] = (
@@ -37,4 +38,5 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission("sns:Publish", "notify_topic", "report each run"),
     Permission("kms:GenerateDataKey", "notify_kms_key", "publish to the KMS-encrypted topic"),
     Permission("kms:Decrypt", "notify_kms_key", "publish to the KMS-encrypted topic"),
+    report.PUT_EVENTS,
 )

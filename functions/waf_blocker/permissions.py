@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functions.common import report
 from functions.common.permissions import Permission
 
 PERMISSIONS: tuple[Permission, ...] = (
@@ -29,4 +30,5 @@ PERMISSIONS: tuple[Permission, ...] = (
         "kms:GenerateDataKey", "notify_kms_key", "publish to the KMS-encrypted notify topic"
     ),
     Permission("kms:Decrypt", "notify_kms_key", "publish to the KMS-encrypted notify topic"),
+    report.PUT_EVENTS,
 )

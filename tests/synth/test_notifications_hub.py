@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from bundle.module import declared_permissions
+from functions.common import report
+from modules import REGISTRY
 from modules.notifications import FINDING_RULES, FORWARDED, REPORT_RULES
 
 pytestmark = pytest.mark.synth
@@ -80,3 +83,48 @@ def test_example_environment_wires_its_hub(dist: Path) -> None:
     ):
         assert calls[name]["hub_event_bus_arn"] == bus
         assert "hub_organization_id" not in calls[name]
+
+
+def test_no_default_bus_rule_routes_reports_into_a_topic(resources: dict[str, Any]) -> None:
+    """Reports reach the member's topic by SNS only, so no rule on the default bus may route
+    them there too (the hub's report rules are on the hub bus; the member rule forwards)."""
+    rules = resources["aws_cloudwatch_event_rule"]
+    for target_id, target in resources["aws_cloudwatch_event_target"].items():
+        rule = rules[target_id.removesuffix("_target")]
+        if "event_bus_name" in rule or "aws_sns_topic" not in target["arn"]:
+            continue
+        assert "Playbook Remediation" not in rule.get("event_pattern", ""), target_id
+    assert "Playbook Remediation" in rules["forward_to_hub"]["event_pattern"]
+    assert (
+        "aws_sns_topic"
+        not in resources["aws_cloudwatch_event_target"]["forward_to_hub_target"]["arn"]
+    )
+
+
+def test_reporting_remediators_put_reports_on_the_default_bus(dist: Path) -> None:
+    """Every Lambda whose declared permissions put reports on the default bus gets the bus
+    in its environment and that permission on that bus alone; no other Lambda gets either."""
+    bus = (
+        "arn:${data.aws_partition.partition.partition}:events:${data.aws_region.region.id}:"
+        "${data.aws_caller_identity.current.account_id}:event-bus/default"
+    )
+    reporting = set()
+    for module in REGISTRY:
+        data = json.loads((dist / "modules" / module / "main.tf.json").read_text())
+        for function in data["resource"].get("aws_lambda_function", {}):
+            environment = data["locals"][f"{function}_environment"]
+            policy = data["resource"]["aws_iam_role_policy"][f"{function}_policy"]["policy"]
+            if report.PUT_EVENTS in declared_permissions(function):
+                reporting.add(function)
+                assert environment[report.EVENT_BUS_VARIABLE] == "default"
+                assert (
+                    '{Sid = "DeclaredDefaultEventBus", Effect = "Allow", '
+                    f'Action = ["events:PutEvents"], Resource = ["{bus}"]}}'
+                ) in policy
+            else:
+                assert report.EVENT_BUS_VARIABLE not in environment
+                assert "events:PutEvents" not in policy
+    assert reporting == {
+        "waf_blocker", "nacl_blocker", "responder", "forensics", "threat_feed",
+        "config_remediator",
+    }  # fmt: skip

@@ -494,7 +494,9 @@ def test_imdsv2_required_then_no_op_and_tag_honoured(world: World) -> None:
 
 
 def test_every_call_is_declared(world: World) -> None:
-    """Runs every action once (and the report) and compares the calls with PERMISSIONS."""
+    """Runs every action once (and the report, on the topic and the default bus) and
+    compares the calls with PERMISSIONS."""
+    world.monkeypatch.setenv("REPORT_EVENT_BUS", "default")
     group = mixed_group()
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="evidence-b")
@@ -522,3 +524,4 @@ def test_every_call_is_declared(world: World) -> None:
     assert made <= declared, made - declared
     # Every declared action is needed (KMS is used by SNS on the function's behalf).
     assert declared - made == {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert "events:PutEvents" in made

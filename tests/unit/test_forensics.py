@@ -604,8 +604,11 @@ def test_session_revocation_is_idempotent_and_only_moves_forward(world: World) -
     }
 
 
-def test_every_aws_call_is_a_declared_permission(world: World) -> None:
+def test_every_aws_call_is_a_declared_permission(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world.agent.memory_tool = True
+    monkeypatch.setenv("REPORT_EVENT_BUS", "default")  # the report goes to the bus too
     with record_calls() as calls:
         world.rehook()
         execution = world.execute(security_hub_event(world.instance_id, TERMINATE_ACTION))
@@ -613,5 +616,7 @@ def test_every_aws_call_is_a_declared_permission(world: World) -> None:
     declared = permissions.actions(PERMISSIONS)
     # The recorder names calls by operation; S3 authorises HeadObject as s3:GetObject.
     actions = {IAM_ACTION_OF.get(call, call) for call in calls}
-    assert {"ec2:ModifyNetworkInterfaceAttribute", "ec2:TerminateInstances"} <= actions
+    assert {
+        "ec2:ModifyNetworkInterfaceAttribute", "ec2:TerminateInstances", "events:PutEvents"
+    } <= actions  # fmt: skip
     assert actions <= declared, f"undeclared: {sorted(actions - declared)}"

@@ -1230,7 +1230,7 @@ def test_malformed_events_never_raise(env: Env, data: st.DataObject) -> None:
 
 
 def test_every_call_is_declared(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    env.set_env(CAPACITY="3", DIRECTIONS='["ingress", "egress"]')
+    env.set_env(CAPACITY="3", DIRECTIONS='["ingress", "egress"]', REPORT_EVENT_BUS="default")
     env.invoke(load(PROBE))
     env.invoke(load(PROBE))  # idempotent replay
     env.invoke(load(IAM_V6))  # evicts
@@ -1258,6 +1258,7 @@ def test_every_call_is_declared(env: Env, monkeypatch: pytest.MonkeyPatch) -> No
         "dynamodb:GetItem",
         "dynamodb:Scan",
         "sns:Publish",
+        "events:PutEvents",
     } <= env.calls
     # Nothing is declared that the code does not call (besides the KMS key SNS uses).
     assert declared - env.calls == {"kms:GenerateDataKey", "kms:Decrypt"}

@@ -543,6 +543,7 @@ def test_the_handler_reads_its_environment_and_calls_only_declared_actions(
     monkeypatch.setenv("DISABLE_ACCESS_KEYS_ACTION_ARN", DISABLE_ARN)
     monkeypatch.setenv("REVOKE_SESSIONS_ACTION_ARN", REVOKE_ARN)
     monkeypatch.setenv("NOTIFY_TOPIC_ARN", world.topic_arn)
+    monkeypatch.setenv("REPORT_EVENT_BUS", "default")
     monkeypatch.setenv("AUTOMATIC_FINDING_TYPES", "[]")
     monkeypatch.setenv("DRY_RUN", "false")
     event = world.disable_event()
@@ -563,7 +564,9 @@ def test_the_handler_reads_its_environment_and_calls_only_declared_actions(
 
     assert [f["status"] for f in result["findings"]] == ["done", "done", "done"]
     assert calls <= permissions.actions(PERMISSIONS), calls - permissions.actions(PERMISSIONS)
-    assert {"iam:GetAccessKeyLastUsed", "iam:PutRolePolicy", "sns:Publish"} <= calls
+    assert {
+        "iam:GetAccessKeyLastUsed", "iam:PutRolePolicy", "sns:Publish", "events:PutEvents"
+    } <= calls  # fmt: skip
 
 
 @pytest.mark.parametrize(

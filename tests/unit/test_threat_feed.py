@@ -469,6 +469,7 @@ def test_every_call_the_updater_makes_is_declared(world: World) -> None:
     world.configure(
         [{"name": "vendor", "url": url, "format": "plain", "auth_secret": "feeds/vendor"}]
     )
+    world.monkeypatch.setenv("REPORT_EVENT_BUS", "default")
     with record_calls() as calls:
         stubber = Stubber(aws.client("guardduty"))
         with stubber:
@@ -484,5 +485,6 @@ def test_every_call_the_updater_makes_is_declared(world: World) -> None:
         "secretsmanager:GetSecretValue",
         "guardduty:UpdateThreatIntelSet",
         "sns:Publish",
+        "events:PutEvents",
     }
     assert calls <= permissions.actions(PERMISSIONS)

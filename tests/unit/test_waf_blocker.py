@@ -942,7 +942,7 @@ def test_malformed_events_never_raise(env: Env, data: st.DataObject) -> None:
 
 
 def test_every_call_is_declared(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    env.set_env(MAX_ADDRESSES_PER_SET="3")
+    env.set_env(MAX_ADDRESSES_PER_SET="3", REPORT_EVENT_BUS="default")
     env.invoke(load(PROBE))
     env.invoke(load(PROBE))  # idempotent replay
     env.invoke(load(IAM_V6))
@@ -962,6 +962,7 @@ def test_every_call_is_declared(env: Env, monkeypatch: pytest.MonkeyPatch) -> No
         "dynamodb:DeleteItem",
         "dynamodb:Scan",
         "sns:Publish",
+        "events:PutEvents",
     } <= env.calls
 
 
