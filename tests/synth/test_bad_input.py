@@ -3,6 +3,7 @@ and dist/ exactly as it was."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 import main
+from bundle import synth
 from tests.conftest import tree_digest
 
 pytestmark = pytest.mark.synth
@@ -219,15 +221,19 @@ def test_name_must_match_file(tmp_path: Path, dist: Path, dist_before: dict[str,
     assert tree_digest(dist) == dist_before
 
 
-def test_valid_file_outside_environments_synthesises(tmp_path: Path, dist: Path) -> None:
+def test_valid_file_outside_environments_synthesises(
+    tmp_path: Path, dist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Synthesises into a private dist/ (synth swaps the whole folder), never the session's
+    shared one, which other workers are reading at the same time."""
+    private = tmp_path / "dist"
+    shutil.copytree(dist / "environments", private / "environments")
+    monkeypatch.setattr(synth, "DIST", private)
+    monkeypatch.setattr(main, "DIST", private)
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(GOOD))
     code, output = run_synth(path)
-    try:
-        assert code == 0, output
-        assert (dist / "environments" / "broken" / "two-us-east-1" / "main.tf.json").exists()
-        assert (dist / "environments" / "example").is_dir(), "other environments are kept"
-    finally:
-        import shutil
-
-        shutil.rmtree(dist / "environments" / "broken", ignore_errors=True)
+    assert code == 0, output
+    assert (private / "environments" / "broken" / "two-us-east-1" / "main.tf.json").exists()
+    assert (private / "environments" / "example").is_dir(), "other environments are kept"
+    assert not (dist / "environments" / "broken").exists()
