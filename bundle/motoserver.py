@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -92,6 +93,44 @@ def quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
             logger.setLevel(previous)
 
 
+# Conditional writes that AWS performs atomically and moto's server, which answers requests
+# on several threads without a lock, performs as a check followed by a write.
+_ATOMIC_IN_AWS = (
+    ("moto.wafv2.models", "WAFV2Backend", ("update_ip_set",)),
+    (
+        "moto.dynamodb.models",
+        "DynamoDBBackend",
+        ("put_item", "update_item", "delete_item", "transact_write_items"),
+    ),
+)
+_ATOMIC = threading.RLock()
+
+
+def _make_atomic() -> None:
+    """One lock around each conditional write of :data:`_ATOMIC_IN_AWS`.
+
+    moto checks a WAF LockToken (or a DynamoDB condition) and then writes, in two steps,
+    while another request thread may pass the same check in between: under load both
+    writers "win" and one update is lost, which AWS's optimistic lock never allows (seen:
+    995 of 1,000 addresses in the 8-thread WAF concurrency test on a loaded machine).
+    """
+    import importlib
+
+    for module_name, class_name, methods in _ATOMIC_IN_AWS:
+        backend = getattr(importlib.import_module(module_name), class_name)
+        for name in methods:
+            original = getattr(backend, name)
+            if getattr(original, "_playbook_atomic", False):
+                continue
+
+            def atomic(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                with _ATOMIC:
+                    return _original(*args, **kwargs)
+
+            atomic._playbook_atomic = True  # type: ignore[attr-defined]
+            setattr(backend, name, atomic)
+
+
 def _fill_moto_gaps() -> None:
     """Teach moto what AWS documents and moto 5.2 lacks, where the modules depend on it.
 
@@ -99,9 +138,11 @@ def _fill_moto_gaps() -> None:
       guarded ACLs up by id; moto raises FilterNotImplementedError). AWS: "network-acl-id
       - The ID of the network ACL", see
       https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeNetworkAcls.html.
+    - Atomic conditional writes (:func:`_make_atomic`).
     """
     from moto.ec2.models.network_acls import NetworkAcl
 
+    _make_atomic()
     if getattr(NetworkAcl, "_playbook_filters", False):
         return
     moto_filter = NetworkAcl.get_filter_value
