@@ -41,7 +41,9 @@ def client(service: str) -> Any:
     return STACK[0].client(service)
 
 
-terraform("notifications_apply", scope="module", teardown=terraform.TEARDOWN_ON)
+# No teardown destroy: test_destroy_leaves_nothing destroys and checks, and the moto server
+# (all that was applied) ends with the module; a second destroy would cost a provider run.
+terraform("notifications_apply", scope="module", teardown=terraform.TEARDOWN_OFF)
 
 
 def plan_changes(state: Any) -> dict[str, dict[str, Any]]:
