@@ -126,9 +126,9 @@ BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 2.0
 
 
-def backoff(attempt: int) -> float:
+def backoff(attempt: int, cap: float = BACKOFF_CAP_SECONDS) -> float:
     """Full jitter: spreads contending writers instead of retrying them in lockstep."""
-    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+    return random.uniform(0, min(cap, BACKOFF_BASE_SECONDS * 2**attempt))
 
 
 # Time kept back from the invocation's timeout for what follows the retries (state
@@ -146,9 +146,10 @@ class Attempts:
     the event, instead of being killed half-way.
     """
 
-    def __init__(self, clock: Clock, limit: int) -> None:
+    def __init__(self, clock: Clock, limit: int, cap: float = BACKOFF_CAP_SECONDS) -> None:
         self.clock = clock
         self.limit = limit
+        self.cap = cap
         self.made = 0
         self.out_of_time = False
         self._longest = 0.0
@@ -166,7 +167,7 @@ class Attempts:
         self._longest = max(self._longest, now - self._started)
         if attempt + 1 >= self.limit:
             return False
-        delay = backoff(attempt)
+        delay = backoff(attempt, self.cap)
         if now + delay + self._longest > self.clock.deadline:
             self.out_of_time = True
             return False

@@ -4,98 +4,74 @@ Model. Network ACLs are small (20 entries per direction by default, 40 at most) 
 ordered by rule number, so this remediator writes only inside a reserved, inclusive
 rule-number range (``RULE_RANGE_START``..``RULE_RANGE_END``) and keeps at most
 ``CAPACITY`` entries per ACL and direction. Every entry is a DENY of one host (``/32``
-through ``CidrBlock``, ``/128`` through ``Ipv6CidrBlock``) for all protocols. The DynamoDB
-state table records each block (its expiry) and proves which entries are ours: an entry in
-the range is ours only if a *seat* names exactly its rule number and CIDR. Anything else in
-the range is foreign: it is never changed or adopted, its number is never used, and every
-sweep reports it.
+through ``CidrBlock``, ``/128`` through ``Ipv6CidrBlock``) for all protocols.
 
-Item layout (partition key ``pk``, TTL attribute ``expires_at``)::
+Item layout in the state table (partition key ``pk``, TTL attribute ``expires_at``)::
 
     pk           "entry#<acl id>#<ingress|egress>#<cidr>"      one block (a *row*)
     nacl_id, direction, cidr
     expires_at   epoch seconds; only ever moves later (max of existing and new)
-    seat         index of the seat holding its entry (absent until placed)
-    rule_number  the entry's rule number, once placed (for people, and a second proof of
-                 ownership should the seat be lost)
-    first_seen   epoch seconds of the first block
-    last_seen    epoch seconds of the latest block
-    hit_count    blocks requested for this address in this ACL and direction
-    finding_ids  string set of GuardDuty finding ids that named it (absent for manual)
-    reason       why it was last blocked
+    rule_number  the entry's rule number, once placed
+    first_seen, last_seen, hit_count, finding_ids (absent for manual), reason
 
-    pk           "seat#<acl id>#<ingress|egress>#<index>"      one unit of CAPACITY
-    nacl_id, direction, seat (the index, 0..CAPACITY-1), cidr
-    rule_number  the entry's rule number (absent while it is being chosen)
-    releasing    present while the seat's entry is being removed (the remover's token)
-    heir         the address the seat goes to once it is (an eviction), if any
+    pk           "rule#<acl id>#<ingress|egress>#<rule number>"  one entry of ours (a *rule*)
+    nacl_id, direction, rule_number, cidr
 
-Seats carry no ``expires_at`` on purpose: DynamoDB TTL may delete an expired row days
-later, and the seat is what still proves the left-behind entry ours so that a sweep removes
-it. The same table holds Powertools idempotency records (``pk`` = ``finding#<hash>``);
-everything here reads only the ``entry#`` and ``seat#`` prefixes.
+    pk           "lease#<acl id>"                               the ACL's writer, while held
+    owner        the holder's token;  expires_at  when another writer may take it over
 
-Concurrency. Three conditional mechanisms, each guarding one invariant:
+A rule item is the proof that an entry is ours. It has no ``expires_at`` on purpose:
+DynamoDB TTL deletes expired rows lazily, and the rule item is what still proves the
+left-behind entry ours so that a sweep removes it. It is written *before* the entry is
+created and deleted only *after* the entry is seen gone, so at no moment is an entry of
+ours unnamed. An entry in the range that neither a rule item nor a row names (number and
+CIDR) is foreign: it is never changed or adopted, its number is never used, and every
+sweep reports it. The same table holds Powertools idempotency records (``finding#...``)
+and orphan sightings (``orphan#...``).
 
-- *Capacity*: a seat is taken with a conditional put (``attribute_not_exists(pk)``) on an
-  index below ``CAPACITY``, so no interleaving of writers holds more than ``CAPACITY``
-  seats, and a seat holds at most one entry.
-- *Rule numbers*: the ACL itself refuses a second entry with the same number and direction
-  (``NetworkAclEntryAlreadyExists``); the loser re-reads the ACL and the seats, picks another
-  free number and tries again, within a bounded number of attempts with jittered backoff.
-  The number is written to the seat *before* the entry is created, so a crash right after
-  ``CreateNetworkAclEntry`` still leaves the entry provably ours. Numbers named by any
-  seat count as taken, each seat prefers its own number (``start + index``), and an
-  eviction hands the evicted seat *and its number* to the evicting address in one
-  conditional write, so collisions stay rare even when every placement must evict.
-- *One entry per address*: a row links to its seat with a conditional update
-  (``attribute_not_exists(seat)``); a writer that loses the link for the same address
-  releases its own seat.
+One writer per ACL. Every write to an ACL (and to its rows and rule items) happens while
+holding the ACL's lease: a conditional PutItem (``attribute_not_exists(pk) OR expires_at <
+:now``) with this invocation's token, released in a ``finally`` (conditional on the token)
+and TTL-deleted should the holder die. The function's reserved concurrency is the first
+guard; the lease makes the rest plain sequential code: read the ACL and the table, plan,
+write. A writer that finds the lease held waits (short jittered backoff, bounded by the
+Lambda's remaining time) and then raises :class:`LeaseBusy`, so Lambda retries the event.
 
-Removal keeps a seat alive until its entry is gone. The seat is first marked
-``releasing`` (conditional on being exactly as read), then the entry is removed after a
-fresh read of the ACL, then the seat is deleted or, for an eviction, handed with its number
-to the evicting address (``heir``). Expiry and unblock delete the row before marking; an
-eviction marks first and then deletes the row (conditional on its expiry being unchanged,
-so a concurrent re-block wins and the mark is undone), so other writers never see a
-half-evicted seat as an orphan to take. A remover that stops half-way leaves a marked seat
-that the next sweep finishes. A writer reads its seat once more after creating an entry and
-deletes the entry if the seat changed meanwhile; with the remover's read after marking,
-whichever of the two comes last removes it, so no entry outlives its seat.
-``DeleteNetworkAclEntry`` takes no condition, hence the fresh read just before each delete;
-EC2's API is eventually consistent, which can cost a retry.
+A holder that outlives its lease (a pause longer than ``LEASE_SECONDS``) stays safe:
+before each write it renews the lease conditionally on its token, and stops with
+:class:`LeaseLost` once another writer holds it. The one write that can still land after
+the takeover (the call in flight) meets the new holder's state: that holder counts the
+rule item written first as taken, re-uses its number for the same address (so a create
+in flight lands on the same entry: ``NetworkAclEntryAlreadyExists``, read back as done),
+and the next sweep reconciles whatever is left, both ways.
 
-Ambiguous answers. botocore retries a request whose connection dropped, and the retry of a
-write that had landed answers as if a concurrent writer had got there first
+Ambiguous answers. botocore retries a request whose connection dropped, and the retry of
+a write that had landed answers as if someone else had got there first
 (``NetworkAclEntryAlreadyExists``, ``ConditionalCheckFailedException``, a missing entry).
-Each write whose answer could be its own echo reads the state back before believing it: an
-entry that is exactly this deny, a row that is gone, a seat marked with this call's token,
-a row linked to this seat, an entry that is no longer there. Without that, a create taken
-for a lost race skipped the check after creation and left an entry nothing named.
+Each such answer is decided by reading back: the deny in place, the row gone, the lease
+held with this token, the entry no longer there.
 
 Drift. Each sweep reconciles the table and the ACLs both ways and carries on, whatever it
-finds: expired rows lose their entry and seat; a seat with no row (row deleted by hand or by
-TTL) loses its entry; a recorded, unexpired block whose entry is missing is re-created (the
-table is the record of intent, as in waf_blocker: undo a block with the ``unblock`` action,
-not by hand), on a new number when its old one is taken; seats over ``CAPACITY`` are
-evicted; an ACL that no longer exists has its rows and seats dropped. Foreign entries are
-reported and left alone, except one that is exactly a deny this remediator writes (one
-host, all protocols) and has stayed unrecorded for ``ORPHAN_GRACE_SECONDS``: that is ours
-whose record was lost (a delete decided on a stale read), and it is removed and reported.
-An emptied table therefore leaves other entries alone for good, and its own denies for a
-day.
+finds: expired rows (and rows the allowlist now covers) lose their entry; a rule item no
+row stands behind loses its entry; blocks over ``CAPACITY`` are evicted; a recorded,
+unexpired block whose entry is missing is re-created (on a new number when its old one is
+taken); an ACL that no longer exists has its rows and rules dropped. Foreign entries are
+reported and left alone, except one that is exactly a deny this remediator writes and has
+stayed unrecorded for ``ORPHAN_GRACE_SECONDS``: ours whose record was lost, removed and
+reported. ``DescribeNetworkAcls`` is eventually consistent, so an entry's absence or
+presence is believed only after re-reading (:data:`VERIFY_READS`).
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -136,11 +112,12 @@ FUNCTION_NAME = "nacl_blocker"
 logger = Logger(service=FUNCTION_NAME, child=True)
 
 ROW_PREFIX = "entry#"
-SEAT_PREFIX = "seat#"
+RULE_PREFIX = "rule#"
+LEASE_PREFIX = "lease#"
 ORPHAN_PREFIX = "orphan#"
-# An entry in the range that is exactly a deny this remediator writes, yet no row or seat
-# names, is ours whose record was lost (a delete decided on a stale read, a row deleted by
-# hand with its seat): reported by every sweep, and removed once it has been so this long.
+# An entry in the range that is exactly a deny this remediator writes, yet no row or rule
+# item names, is ours whose record was lost (a delete decided on a stale read, items
+# deleted by hand): reported by every sweep, and removed once it has been so this long.
 ORPHAN_GRACE_SECONDS = 24 * 3600
 EGRESS_DISABLED = (
     "outbound malicious destination: only an egress entry answers it, and egress is not "
@@ -153,14 +130,20 @@ MAX_RULE_NUMBER = 32766
 MAX_CAPACITY = 40
 DIRECTIONS = ("ingress", "egress")
 
-# A placement that has to evict takes two attempts (evict, then place). Eight writers at
-# CAPACITY (tests/e2e) needed at most seven in 600 placements; ten keeps the worst-case
-# backoff under ten seconds and leaves the rest to Lambda's own retry of the event. Give
-# the function a timeout of 30 s or more.
+# Under the lease nothing of ours races a placement; what is left is someone else's entry
+# landing on the chosen number (and an eviction before a placement, one attempt each).
 MAX_ATTEMPTS = 10
 # Reads of the eventually consistent DescribeNetworkAcls before an entry's absence (before
 # a delete) or presence (after one) is believed; with the backoff, under a second.
 VERIFY_READS = 5
+# How long a lease holds without renewal. The holder renews it before every write, so it
+# must only outlast one API call (botocore's retries included); a holder that dies leaves
+# the ACL blocked for at most this long.
+LEASE_SECONDS = 30
+# Waiting for a busy ACL: a holder keeps it for a few hundred milliseconds, so the waits
+# stay short (full jitter up to this cap) and many; the Lambda's deadline bounds them.
+LEASE_BACKOFF_CAP_SECONDS = 0.25
+LEASE_ATTEMPTS = 200
 
 # AWS answers InvalidNetworkAclID.NotFound; moto answers InvalidRouteTableID.NotFound. The
 # request names one ACL, so either code means that ACL is gone.
@@ -171,6 +154,10 @@ _ACL_NOT_FOUND = frozenset({"InvalidNetworkAclID.NotFound", "InvalidRouteTableID
 _AMBIGUOUS = (ClientError, BotoCoreError, ResponseParserError)
 _NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")
 _SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
+# AWS counts rules per ACL, direction and IP version (the default rule and the ACL's own
+# rules included: 20 by default, 40 at most) and answers this when a create would exceed it.
+# moto has no such quota.
+ENTRY_LIMIT_EXCEEDED = "NetworkAclEntryLimitExceeded"
 
 
 class ConfigError(ValueError):
@@ -181,12 +168,20 @@ class PlacementError(RuntimeError):
     """An entry could not be placed within the retry budget; Lambda should retry."""
 
 
+class LeaseBusy(RuntimeError):
+    """Another invocation kept the ACL's lease for longer than this one could wait."""
+
+
+class LeaseLost(RuntimeError):
+    """This invocation's lease expired and another writer took it: stop writing."""
+
+
 class _Conflict(Exception):
-    """A concurrent writer changed what this attempt read; back off, re-read, re-plan."""
+    """What this attempt read changed under it (someone else's entry); back off, re-plan."""
 
 
 class _Restart(Exception):
-    """This attempt changed the state itself (made room, fixed a link); re-read at once."""
+    """This attempt made room itself; re-read and re-plan at once."""
 
 
 class _NoRoom(Exception):
@@ -199,12 +194,6 @@ class _AclGone(Exception):
 
 class _AclFull(Exception):
     """AWS refused the entry: the ACL holds its quota of rules in that direction."""
-
-
-# AWS counts rules per ACL, direction and IP version (the default rule and the ACL's own
-# rules included: 20 by default, 40 at most) and answers this when a create would exceed it.
-# moto has no such quota.
-ENTRY_LIMIT_EXCEEDED = "NetworkAclEntryLimitExceeded"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -337,7 +326,7 @@ def finding_subnets(resource: Mapping[str, Any]) -> list[str]:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Target:
-    """One direction of one network ACL: the unit that CAPACITY and seats apply to."""
+    """One direction of one network ACL: the unit that CAPACITY applies to."""
 
     nacl_id: str
     direction: str
@@ -396,45 +385,29 @@ class Row:
     target: Target
     cidr: str
     expires_at: int
-    seat: int | None
     rule_number: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Seat:
-    target: Target
-    index: int
-    cidr: str
-    rule_number: int | None
-    releasing: bool = False
 
 
 @dataclass
 class TargetState:
+    """The rows and rule items of one target, as read."""
+
     rows: dict[str, Row] = field(default_factory=dict)
-    seats: dict[int, Seat] = field(default_factory=dict)
+    rules: dict[int, str] = field(default_factory=dict)  # rule number -> CIDR
 
-    def seats_of(self, cidr: str) -> list[Seat]:
-        return sorted((s for s in self.seats.values() if s.cidr == cidr), key=lambda s: s.index)
-
-    def is_orphan(self, seat: Seat) -> bool:
-        """Not being released, yet no row links to it and none is about to (a row without
-        a seat adopts a seat naming its address)."""
-        if seat.releasing:
-            return False
-        row = self.rows.get(seat.cidr)
-        return row is None or (row.seat is not None and row.seat != seat.index)
+    def numbers_of(self, cidr: str) -> list[int]:
+        """Every number a rule item or the row names for ``cidr``, rule items first."""
+        row = self.rows.get(cidr)
+        named = [n for n, c in sorted(self.rules.items()) if c == cidr]
+        return _dedupe([*named, *([row.rule_number] if row and row.rule_number else [])])
 
     def owns(self, entry: Entry) -> bool:
-        """Is ``entry`` ours: does a seat, or failing that a row, name its number and CIDR?"""
+        """Is ``entry`` ours: does a rule item, or failing that a row, name it?"""
         if not entry.denies(entry.cidr):
             return False
         row = self.rows.get(entry.cidr)
-        if row is not None and row.rule_number == entry.rule_number:
-            return True
-        return any(
-            s.rule_number == entry.rule_number and s.cidr == entry.cidr for s in self.seats.values()
-        )
+        named_by_row = row is not None and row.rule_number == entry.rule_number
+        return named_by_row or self.rules.get(entry.rule_number) == entry.cidr
 
 
 # --------------------------------------------------------------------------- state table
@@ -444,36 +417,25 @@ def _row_key(target: Target, cidr: str) -> dict[str, Any]:
     return {"pk": {"S": f"{ROW_PREFIX}{target.key}#{cidr}"}}
 
 
-def _seat_key(target: Target, index: int) -> dict[str, Any]:
-    return {"pk": {"S": f"{SEAT_PREFIX}{target.key}#{index}"}}
+def _rule_key(target: Target, rule_number: int) -> dict[str, Any]:
+    return {"pk": {"S": f"{RULE_PREFIX}{target.key}#{rule_number}"}}
 
 
-def _seat_condition(seat: Seat) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """A condition that holds while ``seat`` is exactly as read (same address and number)."""
-    names = {"#cidr": "cidr", "#number": "rule_number"}
-    values: dict[str, Any] = {":cidr": {"S": seat.cidr}}
-    if seat.rule_number is None:
-        return "#cidr = :cidr AND attribute_not_exists(#number)", names, values
-    values[":seen"] = {"N": str(seat.rule_number)}
-    return "#cidr = :cidr AND #number = :seen", names, values
-
-
-def _parse_item(item: Mapping[str, Any]) -> Row | Seat | None:
-    """A row or seat from its item; ``None`` (logged) for one edited out of shape."""
+def _parse_item(item: Mapping[str, Any]) -> Row | tuple[Target, int, str] | None:
+    """A row, or a rule item as (target, number, cidr); ``None`` (logged) for one edited
+    out of shape."""
     pk = item["pk"]["S"]
-    prefix = ROW_PREFIX if pk.startswith(ROW_PREFIX) else SEAT_PREFIX
+    prefix = ROW_PREFIX if pk.startswith(ROW_PREFIX) else RULE_PREFIX
     try:
         nacl_id, direction, tail = pk.removeprefix(prefix).split("#", 2)
         if direction not in DIRECTIONS:
             raise ValueError(direction)
         target = Target(nacl_id, direction)
+        if prefix == RULE_PREFIX:
+            return target, int(tail), item["cidr"]["S"]
         number = item.get("rule_number")
-        rule_number = int(number["N"]) if number else None
-        if prefix == ROW_PREFIX:
-            seat = item.get("seat")
-            expires_at = int(item["expires_at"]["N"])
-            return Row(target, tail, expires_at, int(seat["N"]) if seat else None, rule_number)
-        return Seat(target, int(tail), item["cidr"]["S"], rule_number, "releasing" in item)
+        expires_at = int(item["expires_at"]["N"])
+        return Row(target, tail, expires_at, int(number["N"]) if number else None)
     except (KeyError, ValueError):
         logger.warning("skipping unreadable state item", extra={"item": item})
         return None
@@ -493,6 +455,13 @@ class StateTable:
                 return False
             raise
         return True
+
+    def _item(self, key: dict[str, Any]) -> dict[str, Any]:
+        """The item now (strongly consistent); empty when there is none."""
+        item: dict[str, Any] = self._db.get_item(
+            TableName=self.name, Key=key, ConsistentRead=True
+        ).get("Item", {})
+        return item
 
     def upsert(
         self,
@@ -545,27 +514,31 @@ class StateTable:
         if current >= expires_at:
             return current
         # DynamoDB has no max(); a conditional SET gives "extend, never shorten", and a
-        # failed condition means a concurrent writer extended it further already.
+        # failed condition means the expiry is later already.
+        self._set_on_row(target, cidr, "expires_at", expires_at, "#name < :value")
+        return expires_at
+
+    def _set_on_row(self, target: Target, cidr: str, name: str, value: int, condition: str) -> None:
+        """Set one number on a row if ``condition`` (on ``#name`` and ``:value``) holds."""
         self._conditional(
             self._db.update_item,
             Key=_row_key(target, cidr),
-            UpdateExpression="SET #expires = :expires",
-            ConditionExpression="#expires < :expires",
-            ExpressionAttributeNames={"#expires": "expires_at"},
-            ExpressionAttributeValues={":expires": {"N": str(expires_at)}},
+            UpdateExpression="SET #name = :value",
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#name": name},
+            ExpressionAttributeValues={":value": {"N": str(value)}},
         )
-        return expires_at
 
     def load(self, target: Target | None = None) -> dict[Target, TargetState]:
-        """Rows and seats (strongly consistent), of one target or of all, by target."""
+        """Rows and rule items (strongly consistent), of one target or of all, by target."""
         scope = f"{target.key}#" if target else ""
         request: dict[str, Any] = {
             "TableName": self.name,
             "ConsistentRead": True,
-            "FilterExpression": "begins_with(pk, :rows) OR begins_with(pk, :seats)",
+            "FilterExpression": "begins_with(pk, :rows) OR begins_with(pk, :rules)",
             "ExpressionAttributeValues": {
                 ":rows": {"S": f"{ROW_PREFIX}{scope}"},
-                ":seats": {"S": f"{SEAT_PREFIX}{scope}"},
+                ":rules": {"S": f"{RULE_PREFIX}{scope}"},
             },
         }
         states: dict[Target, TargetState] = {}
@@ -573,13 +546,11 @@ class StateTable:
             page = self._db.scan(**request)
             for item in page.get("Items", []):
                 parsed = _parse_item(item)
-                if parsed is None:
-                    continue
-                state = states.setdefault(parsed.target, TargetState())
                 if isinstance(parsed, Row):
-                    state.rows[parsed.cidr] = parsed
-                else:
-                    state.seats[parsed.index] = parsed
+                    states.setdefault(parsed.target, TargetState()).rows[parsed.cidr] = parsed
+                elif parsed is not None:
+                    where, number, cidr = parsed
+                    states.setdefault(where, TargetState()).rules[number] = cidr
             if "LastEvaluatedKey" not in page:
                 return states
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -587,164 +558,39 @@ class StateTable:
     def load_one(self, target: Target) -> TargetState:
         return self.load(target).get(target) or TargetState()
 
-    def seat(self, target: Target, index: int) -> Seat | None:
-        item = self._item(_seat_key(target, index))
-        parsed = _parse_item(item) if item else None
-        return parsed if isinstance(parsed, Seat) else None
+    def record_number(self, target: Target, cidr: str, rule_number: int) -> None:
+        """Write the entry's number on the row (for people, and a second proof)."""
+        self._set_on_row(target, cidr, "rule_number", rule_number, "attribute_exists(pk)")
 
-    def take_seat(self, target: Target, index: int, cidr: str) -> bool:
-        return self._conditional(
-            self._db.put_item,
+    def put_rule(self, target: Target, rule_number: int, cidr: str) -> None:
+        self._db.put_item(
+            TableName=self.name,
             Item={
-                **_seat_key(target, index),
+                **_rule_key(target, rule_number),
                 "nacl_id": {"S": target.nacl_id},
                 "direction": {"S": target.direction},
-                "seat": {"N": str(index)},
+                "rule_number": {"N": str(rule_number)},
                 "cidr": {"S": cidr},
             },
-            ConditionExpression="attribute_not_exists(pk)",
         )
 
-    def _item(self, key: dict[str, Any]) -> dict[str, Any]:
-        """The item now (strongly consistent); empty when there is none."""
-        item: dict[str, Any] = self._db.get_item(
-            TableName=self.name, Key=key, ConsistentRead=True
-        ).get("Item", {})
-        return item
-
-    def link_seat(self, target: Target, cidr: str, index: int) -> bool:
-        """Link the row to seat ``index``; ``True`` when it links there now.
-
-        A failed condition with the row linked to this very seat is this request's own
-        write, retried by botocore after a lost response, not a concurrent link.
-        """
-        key = _row_key(target, cidr)
-        return self._conditional(
-            self._db.update_item,
-            Key=key,
-            UpdateExpression="SET #seat = :seat",
-            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#seat)",
-            ExpressionAttributeNames={"#seat": "seat"},
-            ExpressionAttributeValues={":seat": {"N": str(index)}},
-        ) or self._item(key).get("seat") == {"N": str(index)}
-
-    def record_number(self, target: Target, cidr: str, index: int, rule_number: int) -> bool:
-        return self._conditional(
-            self._db.update_item,
-            Key=_row_key(target, cidr),
-            UpdateExpression="SET #number = :number",
-            ConditionExpression="#seat = :seat",
-            ExpressionAttributeNames={"#seat": "seat", "#number": "rule_number"},
-            ExpressionAttributeValues={
-                ":seat": {"N": str(index)},
-                ":number": {"N": str(rule_number)},
-            },
-        )
-
-    def unlink_seat(self, target: Target, cidr: str, index: int) -> bool:
-        return self._conditional(
-            self._db.update_item,
-            Key=_row_key(target, cidr),
-            UpdateExpression="REMOVE #seat",
-            ConditionExpression="#seat = :seat",
-            ExpressionAttributeNames={"#seat": "seat"},
-            ExpressionAttributeValues={":seat": {"N": str(index)}},
-        )
-
-    def number_seat(self, seat: Seat, rule_number: int) -> bool:
-        condition, names, values = _seat_condition(seat)
-        return self._conditional(
-            self._db.update_item,
-            Key=_seat_key(seat.target, seat.index),
-            UpdateExpression="SET #number = :number",
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={**values, ":number": {"N": str(rule_number)}},
-        )
-
-    def drop_unused_seat(self, seat: Seat) -> bool:
-        """Give back a seat just taken, before it was numbered."""
-        condition, names, values = _seat_condition(seat)
-        return self._conditional(
+    def forget_rule(self, target: Target, rule_number: int, cidr: str) -> None:
+        """Drop the rule item of ``rule_number`` if it names ``cidr`` (and no other)."""
+        self._conditional(
             self._db.delete_item,
-            Key=_seat_key(seat.target, seat.index),
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-
-    def mark_releasing(self, seat: Seat, heir: str | None) -> bool:
-        """Mark ``seat`` (exactly as read) as being released; ``True`` if this call did.
-
-        The mark is a token of this call, so that a failed condition can tell this call's
-        own mark, written by an attempt whose response was lost and retried by botocore,
-        from a concurrent remover's: only the first lets the release go on.
-        """
-        token = uuid.uuid4().hex
-        condition, names, values = _seat_condition(seat)
-        names["#releasing"] = "releasing"
-        values[":token"] = {"S": token}
-        expression = "SET #releasing = :token"
-        if heir is not None:
-            names["#heir"] = "heir"
-            values[":heir"] = {"S": heir}
-            expression += ", #heir = :heir"
-        key = _seat_key(seat.target, seat.index)
-        return self._conditional(
-            self._db.update_item,
-            Key=key,
-            UpdateExpression=expression,
-            ConditionExpression=f"{condition} AND attribute_not_exists(#releasing)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        ) or self._item(key).get("releasing") == {"S": token}
-
-    def unmark_releasing(self, seat: Seat) -> bool:
-        """Undo :meth:`mark_releasing` when the eviction it started lost its race."""
-        return self._conditional(
-            self._db.update_item,
-            Key=_seat_key(seat.target, seat.index),
-            UpdateExpression="REMOVE #releasing, #heir",
-            ConditionExpression="attribute_exists(#releasing) AND #cidr = :cidr",
-            ExpressionAttributeNames={"#releasing": "releasing", "#heir": "heir", "#cidr": "cidr"},
-            ExpressionAttributeValues={":cidr": {"S": seat.cidr}},
-        )
-
-    def finish_release(self, seat: Seat, heir: str | None) -> bool:
-        """Delete the releasing seat, or hand it and its rule number to ``heir``.
-
-        The number passes with the seat: a seat names it throughout, so no other writer
-        ever sees it free and races the heir for it.
-        """
-        names = {"#releasing": "releasing", "#cidr": "cidr"}
-        values: dict[str, Any] = {":cidr": {"S": seat.cidr}}
-        condition = "attribute_exists(#releasing) AND #cidr = :cidr"
-        if heir is None:
-            return self._conditional(
-                self._db.delete_item,
-                Key=_seat_key(seat.target, seat.index),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        names["#heir"] = "heir"
-        values[":heir"] = {"S": heir}
-        return self._conditional(
-            self._db.update_item,
-            Key=_seat_key(seat.target, seat.index),
-            UpdateExpression="SET #cidr = :heir REMOVE #releasing, #heir",
-            ConditionExpression=f"{condition} AND #heir = :heir",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
+            Key=_rule_key(target, rule_number),
+            ConditionExpression="#cidr = :cidr",
+            ExpressionAttributeNames={"#cidr": "cidr"},
+            ExpressionAttributeValues={":cidr": {"S": cidr}},
         )
 
     def delete_row_if_unchanged(self, row: Row) -> bool:
         """Delete the row as read; ``True`` once it is gone, ``False`` while it stands
-        re-blocked (a concurrent writer moved its expiry).
+        re-blocked (its expiry moved since it was read).
 
         A failed condition on a row that no longer exists is not a re-block: the row was
-        deleted, by a concurrent unblock or by this very request, whose first attempt
-        succeeded and whose response was lost before botocore retried it.
+        deleted, by this very request, whose first attempt succeeded and whose response
+        was lost before botocore retried it.
         """
         if self._conditional(
             self._db.delete_item,
@@ -779,24 +625,69 @@ class StateTable:
         )
         if started:
             return now
-        found = self._db.get_item(TableName=self.name, Key=key, ConsistentRead=True)
-        return int(found.get("Item", {}).get("first_seen", {}).get("N", now))
+        return int(self._item(key).get("first_seen", {}).get("N", now))
 
     def forget_orphan(self, target: Target, entry: Entry) -> None:
         key = {"pk": {"S": f"{ORPHAN_PREFIX}{target.key}#{entry.rule_number}#{entry.cidr}"}}
         self._db.delete_item(TableName=self.name, Key=key)
 
     def drop_acl(self, nacl_id: str) -> int:
-        """Delete every row and seat of an ACL that no longer exists; the rows dropped."""
+        """Delete every row and rule item of an ACL that no longer exists; rows dropped."""
         dropped = 0
         for target, state in self.load().items():
             if target.nacl_id != nacl_id:
                 continue
             for cidr in state.rows:
                 dropped += self.delete_row(target, cidr)
-            for seat in state.seats.values():
-                self._db.delete_item(TableName=self.name, Key=_seat_key(target, seat.index))
+            for number in state.rules:
+                self._db.delete_item(TableName=self.name, Key=_rule_key(target, number))
         return dropped
+
+    # ----------------------------------------------------------------------- the lease
+
+    def take_lease(self, nacl_id: str, token: str, now: int) -> bool:
+        """Hold the ACL's lease with ``token``: ``True`` if it is ours now."""
+        key = {"pk": {"S": f"{LEASE_PREFIX}{nacl_id}"}}
+        try:
+            self._db.put_item(
+                TableName=self.name,
+                Item={**key, "owner": {"S": token}, "expires_at": {"N": str(now + LEASE_SECONDS)}},
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not aws.is_conditional_failure(exc):
+                raise
+            # The lease as it stands: this very put, retried after its answer was lost,
+            # finds its own token there.
+            return bool(exc.response.get("Item", {}).get("owner") == {"S": token})
+        return True
+
+    def renew_lease(self, nacl_id: str, token: str, now: int) -> bool:
+        """Extend the lease if ``token`` still holds it; ``False`` once another does."""
+        return self._conditional(
+            self._db.update_item,
+            Key={"pk": {"S": f"{LEASE_PREFIX}{nacl_id}"}},
+            UpdateExpression="SET expires_at = :until",
+            ConditionExpression="#owner = :token",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={
+                ":token": {"S": token},
+                ":until": {"N": str(now + LEASE_SECONDS)},
+            },
+        )
+
+    def release_lease(self, nacl_id: str, token: str) -> None:
+        """Give the lease back; a failed condition means it was no longer ours (taken
+        over, or released by this request's own first attempt)."""
+        self._conditional(
+            self._db.delete_item,
+            Key={"pk": {"S": f"{LEASE_PREFIX}{nacl_id}"}},
+            ConditionExpression="#owner = :token",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":token": {"S": token}},
+        )
 
 
 # --------------------------------------------------------------------------- network ACLs
@@ -848,14 +739,10 @@ class NetworkAcls:
     def create_deny(self, target: Target, rule_number: int, cidr: str) -> bool:
         """Deny ``cidr`` at ``rule_number``; ``False`` when another entry holds the number.
 
-        An error does not prove the entry absent. ``NetworkAclEntryAlreadyExists`` for an
-        entry that is exactly this deny is typically this very call, whose first attempt
-        succeeded but whose response was lost, retried by botocore; an error botocore
-        could not parse or a dropped connection may follow a create that landed too. So a
-        fresh read decides: the deny in place means created. Reporting it as "taken" (or
-        raising) would skip the check that follows every creation and could leave the
-        entry behind with nothing naming it. The caller's seat names the number, and no
-        other seat may, so an identical entry there is the seat's own.
+        An error does not prove the entry absent: ``NetworkAclEntryAlreadyExists`` for an
+        entry that is exactly this deny is this very call retried by botocore after a
+        lost response (or the same deny created by a holder that outlived its lease), and
+        a dropped connection may follow a create that landed. A fresh read decides.
         """
         block = "Ipv6CidrBlock" if ":" in cidr else "CidrBlock"
         try:
@@ -886,12 +773,10 @@ class NetworkAcls:
     def delete(self, target: Target, rule_number: int) -> None:
         """Remove the entry at ``rule_number``; done once no entry holds that number.
 
-        Two removers of one entry (a released seat's remover and its creator) may race,
-        and a delete whose response was lost is retried by botocore: either way the second
-        request finds nothing. AWS answers ``InvalidNetworkAclEntry.NotFound``; moto
-        answers an HTML 500 that botocore cannot parse (its lookup raises StopIteration).
-        Whatever the error, a fresh read decides: the entry gone is success, the entry
-        still there re-raises.
+        A delete whose response was lost is retried by botocore and finds nothing: AWS
+        answers ``InvalidNetworkAclEntry.NotFound``; moto an HTML 500 botocore cannot
+        parse. Whatever the error, a fresh read decides: the entry gone is success, the
+        entry still there re-raises.
         """
         try:
             self._ec2.delete_network_acl_entry(
@@ -903,16 +788,16 @@ class NetworkAcls:
                 raise
 
 
-# --------------------------------------------------------------------------- placement
+# --------------------------------------------------------------------------- the writer
 
 
-def _dedupe(items: Iterable[str]) -> list[str]:
+def _dedupe(items: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(items))
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where a block's entry is; ``rule_number`` ``None``: it was withdrawn meanwhile."""
+    """Where a block's entry is; ``rule_number`` ``None``: its row was withdrawn."""
 
     rule_number: int | None
     created: bool
@@ -927,13 +812,52 @@ class Eviction:
 
 
 class Blocker:
-    """Places, evicts, releases and sweeps entries of one remediator configuration."""
+    """Places, evicts, removes and sweeps the entries of one configuration.
+
+    Every write happens inside :meth:`holding` the ACL's lease, and is preceded by
+    :meth:`_own` (renew the lease, or stop with :class:`LeaseLost`).
+    """
 
     def __init__(self, config: Config, clock: Clock) -> None:
         self.config = config
         self.clock = clock
         self.table = StateTable(config.state_table)
         self.acls = NetworkAcls()
+        self._held: dict[str, str] = {}  # nacl id -> lease token
+
+    @contextmanager
+    def holding(self, nacl_id: str) -> Iterator[None]:
+        """Hold the lease of ``nacl_id`` for the block; released however it ends."""
+        token = uuid.uuid4().hex
+        attempts = Attempts(self.clock, LEASE_ATTEMPTS, cap=LEASE_BACKOFF_CAP_SECONDS)
+        for attempt in attempts:
+            if self.table.take_lease(nacl_id, token, int(self.clock.now())):
+                break
+            if not attempts.wait(attempt):
+                raise LeaseBusy(
+                    f"network ACL {nacl_id} is being written by another invocation "
+                    f"{attempts.summary()}; Lambda retries the event"
+                )
+        self._held[nacl_id] = token
+        try:
+            yield
+        finally:
+            del self._held[nacl_id]
+            try:
+                self.table.release_lease(nacl_id, token)
+            except (ClientError, BotoCoreError):
+                logger.warning("lease not released; it expires", extra={"nacl_id": nacl_id})
+
+    def _own(self, target: Target) -> None:
+        """Check (and renew) this invocation's lease on ``target``'s ACL before a write."""
+        token = self._held.get(target.nacl_id)
+        if token is None or not self.table.renew_lease(
+            target.nacl_id, token, int(self.clock.now())
+        ):
+            raise LeaseLost(
+                f"the lease of {target.nacl_id} expired and another writer holds it; "
+                "nothing more is written, Lambda retries the event and the sweep reconciles"
+            )
 
     def _read(self, target: Target) -> Acl:
         acl = self.acls.read(target.nacl_id)
@@ -960,67 +884,59 @@ class Blocker:
                 break
         return entry
 
-    def _delete_if_denies(self, target: Target, rule_number: int, cidr: str) -> bool | None:
-        """Remove the entry at ``rule_number`` if it is still our deny of ``cidr``.
+    def _remove_entry(self, target: Target, rule_number: int, cidr: str) -> bool | None:
+        """Remove our deny of ``cidr`` at ``rule_number``, then its rule item.
 
         ``True``: removed and seen gone; ``False``: no such deny, after reading until it
         showed or the reads ran out; ``None``: deleted but still shown when the reads ran
-        out, so the caller keeps the seat marked and the next sweep finishes the job.
+        out, so the rule item stays and the next sweep finishes the job.
         """
         entry = self._settled_entry(target, rule_number, lambda e: e is not None)
-        if entry is None or not entry.denies(cidr):
-            return False
-        self.acls.delete(target, rule_number)
-        if self._settled_entry(target, rule_number, lambda e: e is None) is not None:
-            logger.warning(
-                "deleted entry still shown; the next sweep checks again",
-                extra={"target": str(target), "rule_number": rule_number},
-            )
-            return None
-        return True
-
-    def release(self, seat: Seat, heir: str | None = None) -> int | None:
-        """Remove ``seat``'s entry, then the seat (or hand it to ``heir``); the rule number
-        removed, if any.
-
-        The seat is marked first, so at every step until its entry is gone a seat still
-        names the entry and proves it ours: a remover that stops half-way leaves work the
-        next sweep finishes, never an entry that looks foreign. If the seat changed since it
-        was read, whoever changed it owns the follow-up.
-        """
-        if not seat.releasing and not self.table.mark_releasing(seat, heir):
-            return None
-        removed = None
-        if seat.rule_number is not None:
-            deleted = self._delete_if_denies(seat.target, seat.rule_number, seat.cidr)
-            if deleted is None:
-                return None  # the seat stays marked: the next sweep verifies and finishes
-            removed = seat.rule_number if deleted else None
-        self.table.finish_release(seat, heir)
+        removed = entry is not None and entry.denies(cidr)
+        if removed:
+            self._own(target)
+            self.acls.delete(target, rule_number)
+            if self._settled_entry(target, rule_number, lambda e: e is None) is not None:
+                logger.warning(
+                    "deleted entry still shown; the next sweep checks again",
+                    extra={"target": str(target), "rule_number": rule_number},
+                )
+                return None
+        self._own(target)
+        self.table.forget_rule(target, rule_number, cidr)
         return removed
 
     def remove_entries(self, target: Target, cidr: str, state: TargetState) -> list[int]:
-        """Release the seats of ``cidr`` and remove its entries; the rule numbers removed.
-
-        Call it once the row is gone. An entry only the row names (its seat was lost) goes
-        too, unless a seat names that number now.
-        """
-        removed = [n for seat in state.seats_of(cidr) if (n := self.release(seat)) is not None]
-        row = state.rows.get(cidr)
-        number = row.rule_number if row else None
-        if (
-            number is not None
-            and number not in removed
-            and all(s.rule_number != number for s in state.seats.values())
-            and self._delete_if_denies(target, number, cidr)
-        ):
-            removed.append(number)
-        return removed
+        """Remove every entry of ``cidr`` that a rule item or its row names; the numbers
+        removed. Call it once the row is gone."""
+        return [n for n in state.numbers_of(cidr) if self._remove_entry(target, n, cidr)]
 
     def withdraw(self, target: Target, cidr: str, state: TargetState) -> list[int]:
-        """Drop the block of ``cidr`` (row, seats, entries); the rule numbers removed."""
+        """Drop the block of ``cidr`` (row, rule items, entries); the numbers removed."""
+        self._own(target)
         self.table.delete_row(target, cidr)
         return self.remove_entries(target, cidr, state)
+
+    def record(
+        self,
+        target: Target,
+        cidr: str,
+        *,
+        ttl_seconds: int,
+        reason: str,
+        finding_ids: Sequence[str],
+    ) -> int:
+        """Record (or extend) the block of ``cidr``; its expiry."""
+        self._own(target)
+        now = int(self.clock.now())
+        return self.table.upsert(
+            target,
+            cidr,
+            expires_at=now + ttl_seconds,
+            reason=reason,
+            finding_ids=finding_ids,
+            now=now,
+        )
 
     def place(
         self, target: Target, cidr: str, *, keep: frozenset[str], evicted: list[Eviction]
@@ -1029,7 +945,8 @@ class Blocker:
 
         ``keep``: addresses of the same request, never evicted to make room for each other.
         Raises :class:`_NoRoom` when nothing may be evicted and no number is free,
-        :class:`_AclGone`, or :class:`PlacementError` when the attempts run out.
+        :class:`_AclFull`, :class:`_AclGone`, or :class:`PlacementError` when the attempts
+        run out (someone else's entries keep landing on the numbers chosen).
         """
         last_error = ""
         attempts = Attempts(self.clock, MAX_ATTEMPTS)
@@ -1054,147 +971,69 @@ class Blocker:
     def _place_once(
         self, target: Target, cidr: str, keep: frozenset[str], evicted: list[Eviction]
     ) -> Placement:
-        # The ACL first, the table second: an entry seen in the ACL had its seat numbered
-        # before it was created, so the later table read shows that seat.
         acl = self._read(target)
         state = self.table.load_one(target)
         row = state.rows.get(cidr)
         if row is None:
             return Placement(None, created=False)
-        seat = self._seat_for(target, acl, state, row, keep, evicted)
-        number = seat.rule_number
-        if number is not None:
+        mine = state.numbers_of(cidr)
+        for number in mine:
             entry = acl.entry(target, number)
             if entry is not None and entry.denies(cidr):
-                return self._placed(row, seat, number, created=False)
-            if entry is not None:
-                number = None  # taken meanwhile, by hand or by a writer that won the race
-        if number is None:
-            adopted = self._adoptable(target, acl, state, row, seat)
-            number = adopted if adopted is not None else self._free_number(target, acl, state, seat)
-            if number is None:
-                self.make_room(target, acl, state, keep, evicted)
-            if not self.table.number_seat(seat, number):
-                raise _Conflict(f"seat {seat.index} changed while numbering it")
-            if adopted is not None:
-                return self._placed(row, seat, adopted, created=False)
-        if not self.acls.create_deny(target, number, cidr):
+                # In place; a rule item lost by hand is written again (taken back).
+                return self._placed(target, row, state, number, created=False)
+        held = {n: c for n, c in state.rules.items() if c != cidr}
+        if len(held) >= self.config.capacity:
+            self.evict(target, acl, state, keep, evicted)
+        taken = {e.rule_number for e in acl.in_range(target, self.config.rule_numbers)}
+        taken |= held.keys()
+        # A number a rule item already names for this address comes first: a create still
+        # in flight from a holder that outlived its lease then lands on the same entry.
+        free = [n for n in mine if n in self.config.rule_numbers and n not in taken]
+        free += [n for n in self.config.rule_numbers if n not in taken]
+        if not free:
+            self.evict(target, acl, state, keep, evicted)
+        number = free[0]
+        if state.rules.get(number) != cidr:
+            self._own(target)
+            self.table.put_rule(target, number, cidr)
+        self._own(target)
+        try:
+            created = self.acls.create_deny(target, number, cidr)
+        except _AclFull:
+            self.table.forget_rule(target, number, cidr)
+            raise
+        if not created:
+            self._own(target)
+            self.table.forget_rule(target, number, cidr)
             raise _Conflict(f"rule {number} was taken")
-        current = self.table.seat(target, seat.index)
-        if current is None or (current.cidr, current.rule_number, current.releasing) != (
-            cidr,
-            number,
-            False,
-        ):
-            self._delete_if_denies(target, number, cidr)
-            raise _Conflict(f"seat {seat.index} was released while its entry was created")
-        return self._placed(row, seat, number, created=True)
+        return self._placed(target, row, state, number, created=True)
 
-    def _placed(self, row: Row, seat: Seat, number: int, *, created: bool) -> Placement:
+    def _placed(
+        self, target: Target, row: Row, state: TargetState, number: int, *, created: bool
+    ) -> Placement:
+        if state.rules.get(number) != row.cidr:
+            self._own(target)
+            self.table.put_rule(target, number, row.cidr)
         if row.rule_number != number:
-            # Informational (and the fallback proof of ownership): a lost race here only
-            # means the row is being re-placed, which records the number again.
-            self.table.record_number(row.target, row.cidr, seat.index, number)
+            self._own(target)
+            self.table.record_number(target, row.cidr, number)
         return Placement(number, created=created)
 
-    def _adoptable(
-        self, target: Target, acl: Acl, state: TargetState, row: Row, seat: Seat
-    ) -> int | None:
-        """The row's recorded number, if our entry is still there and no other seat names it.
-
-        That is the entry of a seat that was lost (deleted by hand): take it back rather
-        than deny the same address twice and leave the old entry looking foreign.
-        """
-        number = row.rule_number
-        if number is None:
-            return None
-        entry = acl.entry(target, number)
-        if entry is None or not entry.denies(row.cidr):
-            return None
-        if any(s.rule_number == number for s in state.seats.values() if s.index != seat.index):
-            return None
-        return number
-
-    def _seat_for(
-        self,
-        target: Target,
-        acl: Acl,
-        state: TargetState,
-        row: Row,
-        keep: frozenset[str],
-        evicted: list[Eviction],
-    ) -> Seat:
-        mine = [s for s in state.seats_of(row.cidr) if not s.releasing]
-        if row.seat is not None:
-            linked = state.seats.get(row.seat)
-            if linked is not None and linked.cidr == row.cidr and not linked.releasing:
-                for other in mine:
-                    if other.index != linked.index:
-                        self.release(other)  # lost the link race for this same address
-                return linked
-            self.table.unlink_seat(target, row.cidr, row.seat)
-            raise _Restart
-        if mine:
-            # A writer for this address took a seat and stopped before linking it.
-            if self.table.link_seat(target, row.cidr, mine[0].index):
-                return mine[0]
-            raise _Conflict("the row was linked concurrently")
-        if len(state.seats) >= self.config.capacity:
-            # The freed seat goes straight to this address, so no other writer can take it
-            # between the eviction and the next read.
-            self.make_room(target, acl, state, keep, evicted, heir=row.cidr)
-        index = min(set(range(self.config.capacity)) - state.seats.keys())
-        if not self.table.take_seat(target, index, row.cidr):
-            raise _Conflict(f"seat {index} was taken")
-        seat = Seat(target, index, row.cidr, None)
-        if not self.table.link_seat(target, row.cidr, index):
-            self.table.drop_unused_seat(seat)
-            raise _Conflict("the row was linked or withdrawn concurrently")
-        return seat
-
-    def _free_number(self, target: Target, acl: Acl, state: TargetState, seat: Seat) -> int | None:
-        taken = {entry.rule_number for entry in acl.in_range(target, self.config.rule_numbers)}
-        taken |= {
-            s.rule_number
-            for s in state.seats.values()
-            if s.index != seat.index and s.rule_number is not None
-        }
-        # Each seat has its own preferred number, so writers holding different seats do
-        # not all reach for the lowest free one at once.
-        preferred = self.config.rule_range_start + seat.index
-        if preferred in self.config.rule_numbers and preferred not in taken:
-            return preferred
-        return next((n for n in self.config.rule_numbers if n not in taken), None)
-
-    def make_room(
+    def evict(
         self,
         target: Target,
         acl: Acl,
         state: TargetState,
         keep: frozenset[str],
         evicted: list[Eviction],
-        heir: str | None = None,
-    ) -> NoReturn:
-        """Free one seat and its number (the seat going to ``heir``), then restart.
+    ) -> None:
+        """Remove the entry of the block expiring first, then restart the placement.
 
-        The block expiring first goes. A seat no row links to has no recorded expiry, so it
-        goes before any block. Among blocks expiring together, one whose entry is already
-        in place goes before one still being placed (so concurrent writers rarely undo each
-        other's work), then any at random (so they do not all pick the same one).
+        An entry no row stands behind has no recorded expiry, so it goes first.
         """
-        orphans = sorted(
-            (s for s in state.seats.values() if state.is_orphan(s)), key=lambda s: s.index
-        )
-        if orphans:
-            seat = orphans[0]
-            number = self.release(seat, heir)
-            if number is not None:
-                evicted.append(Eviction(target, seat.cidr, number, None))
-            raise _Restart
-        candidates = [s for s in state.seats.values() if not s.releasing and s.cidr not in keep]
+        candidates = [(n, c) for n, c in state.rules.items() if c not in keep]
         if not candidates:
-            if any(s.releasing for s in state.seats.values()):
-                raise _Conflict("waiting for seats being released")
             foreign = [
                 e for e in acl.in_range(target, self.config.rule_numbers) if not state.owns(e)
             ]
@@ -1204,34 +1043,29 @@ class Blocker:
                 "by entries it did not create)"
             )
 
-        def order(seat: Seat) -> tuple[int, bool, float]:
-            entry = acl.entry(target, seat.rule_number) if seat.rule_number is not None else None
-            in_place = entry is not None and entry.denies(seat.cidr)
-            return state.rows[seat.cidr].expires_at, not in_place, random.random()
+        def order(candidate: tuple[int, str]) -> tuple[int, int]:
+            row = state.rows.get(candidate[1])
+            return (row.expires_at if row else -1, candidate[0])
 
-        seat = min(candidates, key=order)
-        row = state.rows[seat.cidr]
-        # The seat is marked before the row goes: in between, other writers see a seat
-        # being released, not an orphan they could take for themselves.
-        if not self.table.mark_releasing(seat, heir):
-            raise _Conflict(f"seat {seat.index} was changed or evicted concurrently")
-        if not self.table.delete_row_if_unchanged(row):
-            self.table.unmark_releasing(seat)
-            raise _Conflict(f"{row.cidr} was re-blocked while being evicted")
-        self.release(replace(seat, releasing=True), heir)
-        evicted.append(Eviction(target, seat.cidr, seat.rule_number, row.expires_at))
+        number, cidr = min(candidates, key=order)
+        row = state.rows.get(cidr)
+        if row is not None:
+            self._own(target)
+            if not self.table.delete_row_if_unchanged(row):
+                raise _Conflict(f"{cidr} was re-blocked while being evicted")
+        self.remove_entries(target, cidr, state)
+        evicted.append(Eviction(target, cidr, number, row.expires_at if row else None))
         raise _Restart
 
     def in_place(self, row: Row, acl: Acl, state: TargetState) -> bool:
-        seat = state.seats.get(row.seat) if row.seat is not None else None
-        if seat is None or seat.cidr != row.cidr or seat.rule_number is None:
-            return False
-        entry = acl.entry(row.target, seat.rule_number)
-        return entry is not None and entry.denies(row.cidr)
+        for number in state.numbers_of(row.cidr):
+            entry = acl.entry(row.target, number)
+            if entry is not None and entry.denies(row.cidr) and state.rules.get(number) == row.cidr:
+                return True
+        return False
 
     def sweep_target(self, target: Target, now: int, out: _Sweep) -> None:
         """Reconcile one ACL direction with the table, both ways; report what it saw."""
-        numbers = self.config.rule_numbers
         # Expired blocks. DynamoDB TTL deletes rows lazily (typically within days), so
         # expiry is decided here from expires_at, never from a row's absence alone.
         # Blocks the allowlist covers now: it changed since they were written, and no
@@ -1239,9 +1073,10 @@ class Blocker:
         state = self.table.load_one(target)
         for row in sorted(state.rows.values(), key=lambda r: r.cidr):
             lifted = None if row.expires_at <= now else lift_reason(row.cidr, self.config.allowlist)
-            if (row.expires_at > now and lifted is None) or not self.table.delete_row_if_unchanged(
-                row
-            ):
+            if row.expires_at > now and lifted is None:
+                continue
+            self._own(target)
+            if not self.table.delete_row_if_unchanged(row):
                 continue
             removed = self.remove_entries(target, row.cidr, state)
             number = removed[0] if removed else None
@@ -1253,29 +1088,28 @@ class Blocker:
                 number,
                 f"Unblocked {row.cidr} in {target}{rule}: {lifted or 'its block expired'}",
             )
-        # Seats no block stands behind: the row was deleted by hand or by TTL, or a remover
-        # stopped half-way.
+        # Rule items no block stands behind: the row was deleted by hand or by TTL, or a
+        # remover stopped half-way.
         state = self.table.load_one(target)
-        for seat in sorted(state.seats.values(), key=lambda s: s.index):
-            if not (seat.releasing or state.is_orphan(seat)):
+        for number, cidr in sorted(state.rules.items()):
+            if cidr in state.rows or not self._remove_entry(target, number, cidr):
                 continue
-            if (number := self.release(seat)) is not None:
-                out.entry(
-                    "removedUnrecorded",
-                    target,
-                    seat.cidr,
-                    number,
-                    f"Removed rule {number} ({seat.cidr}) from {target}: no unexpired block "
-                    "is recorded for it",
-                )
-        # Over CAPACITY: it was lowered since the seats were taken. Each round frees a seat.
+            out.entry(
+                "removedUnrecorded",
+                target,
+                cidr,
+                number,
+                f"Removed rule {number} ({cidr}) from {target}: no unexpired block is "
+                "recorded for it",
+            )
+        # Over CAPACITY: it was lowered since the entries were placed.
         evicted: list[Eviction] = []
-        for _ in range(len(state.seats)):
+        for _ in range(len(state.rules)):
             state = self.table.load_one(target)
-            if len(state.seats) <= self.config.capacity:
+            if len(state.rules) <= self.config.capacity:
                 break
             try:
-                self.make_room(target, self._read(target), state, frozenset(), evicted)
+                self.evict(target, self._read(target), state, frozenset(), evicted)
             except _Restart:
                 continue
             except (_Conflict, _NoRoom):
@@ -1312,12 +1146,12 @@ class Blocker:
                     f"Re-created rule {placement.rule_number} for {row.cidr} in {target}: its "
                     "block is recorded but the entry was missing",
                 )
-        # Entries in the range that neither a seat nor a row proves ours: reported by
+        # Entries in the range that neither a rule item nor a row proves ours: reported by
         # every sweep and never touched, except one of exactly our form left unrecorded
         # for ORPHAN_GRACE_SECONDS, which is ours whose record was lost.
         acl = self._read(target)
         state = self.table.load_one(target)
-        for entry in acl.in_range(target, numbers):
+        for entry in acl.in_range(target, self.config.rule_numbers):
             if state.owns(entry):
                 continue
             if not entry.has_our_form:
@@ -1327,7 +1161,7 @@ class Blocker:
             if now < since + ORPHAN_GRACE_SECONDS:
                 out.foreign(target, entry, remove_after=since + ORPHAN_GRACE_SECONDS)
                 continue
-            if self._delete_if_denies(target, entry.rule_number, entry.cidr):
+            if self._remove_entry(target, entry.rule_number, entry.cidr):
                 self.table.forget_orphan(target, entry)
                 out.entry(
                     "removedOrphan",
@@ -1487,7 +1321,6 @@ def _block(
     region: str,
     outcome: _Outcome,
 ) -> None:
-    now = int(blocker.clock.now())
     by_direction = _directions_by_address(blocker.config, candidates, outcome)
     if not by_direction:
         return
@@ -1500,35 +1333,43 @@ def _block(
             )
             continue
         outcome.acl_arns.append(_acl_arn(acl, region))
-        for direction, cidrs in by_direction.items():
-            target = Target(nacl_id, direction)
-            keep = frozenset(cidrs)
-            for cidr in cidrs:
-                expires_at = blocker.table.upsert(
-                    target,
-                    cidr,
-                    expires_at=now + ttl_seconds,
-                    reason=reason,
-                    finding_ids=finding_ids,
-                    now=now,
-                )
-                try:
-                    placement = blocker.place(target, cidr, keep=keep, evicted=outcome.evicted)
-                except (_NoRoom, _AclFull) as exc:
-                    blocker.withdraw(target, cidr, blocker.table.load_one(target))
-                    outcome.rejected.append((cidr, f"{target}: {exc}"))
-                    continue
-                except _AclGone:
-                    outcome.rejected.append((cidr, f"network ACL {nacl_id} was deleted"))
-                    continue
-                if placement.rule_number is None:
-                    outcome.rejected.append(
-                        (cidr, f"{target}: withdrawn by a concurrent unblock or eviction")
+        with blocker.holding(nacl_id):
+            for direction, cidrs in by_direction.items():
+                target = Target(nacl_id, direction)
+                for cidr in cidrs:
+                    expires_at = blocker.record(
+                        target,
+                        cidr,
+                        ttl_seconds=ttl_seconds,
+                        reason=reason,
+                        finding_ids=finding_ids,
                     )
-                    continue
-                outcome.blocked.append(
-                    Blocked(target, cidr, placement.rule_number, expires_at, placement.created)
-                )
+                    _place(blocker, target, cidr, expires_at, frozenset(cidrs), outcome)
+
+
+def _place(
+    blocker: Blocker,
+    target: Target,
+    cidr: str,
+    expires_at: int,
+    keep: frozenset[str],
+    outcome: _Outcome,
+) -> None:
+    try:
+        placement = blocker.place(target, cidr, keep=keep, evicted=outcome.evicted)
+    except (_NoRoom, _AclFull) as exc:
+        blocker.withdraw(target, cidr, blocker.table.load_one(target))
+        outcome.rejected.append((cidr, f"{target}: {exc}"))
+        return
+    except _AclGone:
+        outcome.rejected.append((cidr, f"network ACL {target.nacl_id} was deleted"))
+        return
+    if placement.rule_number is None:
+        outcome.rejected.append((cidr, f"{target}: withdrawn by a concurrent unblock or eviction"))
+        return
+    outcome.blocked.append(
+        Blocked(target, cidr, placement.rule_number, expires_at, placement.created)
+    )
 
 
 def _target_acls(blocker: Blocker, findings: Sequence[Finding]) -> tuple[list[str], str | None]:
@@ -1678,6 +1519,16 @@ def block(
     return outcome.result(action="block", networkAcls=list(config.nacl_ids), notified=notified)
 
 
+def _recorded(blocker: Blocker, cidrs: Sequence[str]) -> list[tuple[Target, str]]:
+    """Where a row or a rule item names one of ``cidrs``, by target."""
+    return [
+        (target, cidr)
+        for target, state in sorted(blocker.table.load().items())
+        for cidr in cidrs
+        if state.numbers_of(cidr) or cidr in state.rows
+    ]
+
+
 def unblock(
     request: UnblockRequest, config: Config, clock: Clock, *, account: str, region: str
 ) -> dict[str, Any]:
@@ -1688,11 +1539,9 @@ def unblock(
     blocker = Blocker(config, clock)
     unblocked: list[dict[str, Any]] = []
     actions: list[str] = []
-    for target, state in sorted(blocker.table.load().items()):
-        for cidr in cidrs:
-            if cidr not in state.rows and not state.seats_of(cidr):
-                continue
-            removed = blocker.withdraw(target, cidr, state)
+    for target, cidr in _recorded(blocker, cidrs):
+        with blocker.holding(target.nacl_id):
+            removed = blocker.withdraw(target, cidr, blocker.table.load_one(target))
             unblocked.append(
                 {
                     "address": cidr,
@@ -1792,8 +1641,9 @@ def _sweep_acl(
     if acl is None:
         return None
     try:
-        for target in targets:
-            blocker.sweep_target(target, now, out)
+        with blocker.holding(nacl_id):
+            for target in targets:
+                blocker.sweep_target(target, now, out)
     except _AclGone:
         return None  # deleted while being swept
     return acl
@@ -1802,7 +1652,7 @@ def _sweep_acl(
 def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[str, Any]:
     """Expire blocks and reconcile every ACL with the table, both ways, without halting.
 
-    ACLs swept: ``NACL_IDS`` plus every ACL the table records blocks or seats for (with
+    ACLs swept: ``NACL_IDS`` plus every ACL the table records blocks or rules for (with
     ``NACL_IDS`` empty, that is where findings put them).
     """
     now = int(clock.now())
