@@ -70,43 +70,17 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from functions.common import addresses, aws, report
-from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
-    BACKOFF_BASE_SECONDS,
-    BACKOFF_CAP_SECONDS,
-    DEADLINE_MARGIN_SECONDS,
-    DEFAULT_BLOCK_TTL_SECONDS,
-    DEFAULT_SEVERITY_THRESHOLD,
-    MAX_ADDRESSES_PER_REQUEST,
-    MAX_TTL_SECONDS,
-    MIN_TTL_SECONDS,
-    SYSTEM_CLOCK,
-    Attempts,
-    BlockRequest,
-    Clock,
-    DirectRequest,
-    GuardDutyFinding,
-    GuardDutyFindingEvent,
-    Origin,
-    SweepRequest,
-    UnblockRequest,
-    backoff,
-    handle_guardduty,
-    iso,
-    lift_reason,
-    persistence_layer,
-    report_severity,
-)
-from functions.common.finding_catalog import Role
-from functions.common.intake import Batch, Finding
+from functions.common import addresses, aws, blocking, engine, intake
+from functions.common import finding_catalog as catalog
+from functions.common.blocking import SYSTEM_CLOCK, Clock  # noqa: F401  (callers use logic.X)
+
+ConfigError = engine.ConfigError
 
 FUNCTION_NAME = "nacl_blocker"
 logger = Logger(service=FUNCTION_NAME, child=True)
@@ -158,10 +132,6 @@ _SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
 # rules included: 20 by default, 40 at most) and answers this when a create would exceed it.
 # moto has no such quota.
 ENTRY_LIMIT_EXCEEDED = "NetworkAclEntryLimitExceeded"
-
-
-class ConfigError(ValueError):
-    """The function's environment is wrong: a deployment bug, not bad input."""
 
 
 class PlacementError(RuntimeError):
@@ -221,8 +191,8 @@ class Config:
     capacity: int = 10
     directions: tuple[str, ...] = ("ingress",)
     allowlist: tuple[addresses.IPNetwork, ...] = ()
-    block_ttl_seconds: int = DEFAULT_BLOCK_TTL_SECONDS
-    severity_threshold: float = DEFAULT_SEVERITY_THRESHOLD
+    block_ttl_seconds: int = blocking.DEFAULT_BLOCK_TTL_SECONDS
+    severity_threshold: float = blocking.DEFAULT_SEVERITY_THRESHOLD
     notify_topic_arn: str = ""
     block_ip_action_arn: str = ""
 
@@ -252,49 +222,23 @@ class Config:
             raise ConfigError(
                 f'DIRECTIONS must be ["ingress"] or ["ingress", "egress"], got {self.directions}'
             )
-        if not MIN_TTL_SECONDS <= self.block_ttl_seconds <= MAX_TTL_SECONDS:
-            raise ConfigError(
-                f"BLOCK_TTL_SECONDS must be {MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}, "
-                f"got {self.block_ttl_seconds}"
-            )
-        if not 0 <= self.severity_threshold <= 10:
-            raise ConfigError(f"SEVERITY_THRESHOLD must be 0..10, got {self.severity_threshold}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
-        def required(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise ConfigError(f"environment variable {name} is required")
+        def rule_number(name: str) -> int:
+            value: int = engine.env_number(
+                env, name, engine.env_text(env, name, required=True), int
+            )
             return value
 
-        def number(name: str, raw: str, kind: Callable[[str], Any]) -> Any:
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-
-        def optional(name: str, default: str, kind: Callable[[str], Any]) -> Any:
-            return number(name, env.get(name, "").strip() or default, kind)
-
-        try:
-            allowlist = addresses.parse_allowlist(env.get("ALLOWLIST_CIDRS", ""))
-        except ValueError as exc:
-            raise ConfigError(f"ALLOWLIST_CIDRS: {exc}") from None
+        settings = engine.common_settings(env)
         return cls(
-            state_table=required("STATE_TABLE"),
-            rule_range_start=number("RULE_RANGE_START", required("RULE_RANGE_START"), int),
-            rule_range_end=number("RULE_RANGE_END", required("RULE_RANGE_END"), int),
+            rule_range_start=rule_number("RULE_RANGE_START"),
+            rule_range_end=rule_number("RULE_RANGE_END"),
             nacl_ids=_json_strings(env, "NACL_IDS", []),
-            capacity=optional("CAPACITY", "10", int),
+            capacity=engine.env_number(env, "CAPACITY", 10, int),
             directions=_json_strings(env, "DIRECTIONS", ["ingress"]),
-            allowlist=allowlist,
-            block_ttl_seconds=optional("BLOCK_TTL_SECONDS", str(DEFAULT_BLOCK_TTL_SECONDS), int),
-            severity_threshold=optional(
-                "SEVERITY_THRESHOLD", str(DEFAULT_SEVERITY_THRESHOLD), float
-            ),
-            notify_topic_arn=env.get("NOTIFY_TOPIC_ARN", "").strip(),
-            block_ip_action_arn=env.get("BLOCK_IP_ACTION_ARN", "").strip(),
+            **settings,
         )
 
     @property
@@ -474,49 +418,21 @@ class StateTable:
         now: int,
     ) -> int:
         """Record a block; returns the row's expiry, which never moves earlier."""
-        names = {
-            "#nacl": "nacl_id",
-            "#direction": "direction",
-            "#cidr": "cidr",
-            "#reason": "reason",
-            "#last": "last_seen",
-            "#first": "first_seen",
-            "#expires": "expires_at",
-            "#hits": "hit_count",
+        identity = {
+            "nacl_id": {"S": target.nacl_id},
+            "direction": {"S": target.direction},
+            "cidr": {"S": cidr},
         }
-        values: dict[str, Any] = {
-            ":nacl": {"S": target.nacl_id},
-            ":direction": {"S": target.direction},
-            ":cidr": {"S": cidr},
-            ":reason": {"S": reason},
-            ":now": {"N": str(now)},
-            ":expires": {"N": str(expires_at)},
-            ":one": {"N": "1"},
-        }
-        expression = (
-            "SET #nacl = :nacl, #direction = :direction, #cidr = :cidr, #reason = :reason, "
-            "#last = :now, #first = if_not_exists(#first, :now), "
-            "#expires = if_not_exists(#expires, :expires) ADD #hits :one"
+        return engine.upsert_row(
+            self._db,
+            self.name,
+            _row_key(target, cidr),
+            identity,
+            expires_at=expires_at,
+            reason=reason,
+            finding_ids=finding_ids,
+            now=now,
         )
-        if finding_ids:
-            names["#findings"] = "finding_ids"
-            values[":findings"] = {"SS": list(dict.fromkeys(finding_ids))}
-            expression += ", #findings :findings"
-        response = self._db.update_item(
-            TableName=self.name,
-            Key=_row_key(target, cidr),
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW",
-        )
-        current = int(response["Attributes"]["expires_at"]["N"])
-        if current >= expires_at:
-            return current
-        # DynamoDB has no max(); a conditional SET gives "extend, never shorten", and a
-        # failed condition means the expiry is later already.
-        self._set_on_row(target, cidr, "expires_at", expires_at, "#name < :value")
-        return expires_at
 
     def _set_on_row(self, target: Target, cidr: str, name: str, value: int, condition: str) -> None:
         """Set one number on a row if ``condition`` (on ``#name`` and ``:value``) holds."""
@@ -829,7 +745,7 @@ class Blocker:
     def holding(self, nacl_id: str) -> Iterator[None]:
         """Hold the lease of ``nacl_id`` for the block; released however it ends."""
         token = uuid.uuid4().hex
-        attempts = Attempts(self.clock, LEASE_ATTEMPTS, cap=LEASE_BACKOFF_CAP_SECONDS)
+        attempts = blocking.Attempts(self.clock, LEASE_ATTEMPTS, cap=LEASE_BACKOFF_CAP_SECONDS)
         for attempt in attempts:
             if self.table.take_lease(nacl_id, token, int(self.clock.now())):
                 break
@@ -875,7 +791,7 @@ class Blocker:
         read right after a create may miss the entry, and one right after a delete may
         still show it. One read is not proof of either.
         """
-        attempts = Attempts(self.clock, VERIFY_READS)
+        attempts = blocking.Attempts(self.clock, VERIFY_READS)
         entry: Entry | None = None
         for attempt in attempts:
             acl = self.acls.read(target.nacl_id)
@@ -917,24 +833,16 @@ class Blocker:
         self.table.delete_row(target, cidr)
         return self.remove_entries(target, cidr, state)
 
-    def record(
-        self,
-        target: Target,
-        cidr: str,
-        *,
-        ttl_seconds: int,
-        reason: str,
-        finding_ids: Sequence[str],
-    ) -> int:
+    def record(self, target: Target, cidr: str, job: engine.Job) -> int:
         """Record (or extend) the block of ``cidr``; its expiry."""
         self._own(target)
         now = int(self.clock.now())
         return self.table.upsert(
             target,
             cidr,
-            expires_at=now + ttl_seconds,
-            reason=reason,
-            finding_ids=finding_ids,
+            expires_at=now + job.ttl_seconds,
+            reason=job.reason,
+            finding_ids=job.finding_ids,
             now=now,
         )
 
@@ -949,7 +857,7 @@ class Blocker:
         run out (someone else's entries keep landing on the numbers chosen).
         """
         last_error = ""
-        attempts = Attempts(self.clock, MAX_ATTEMPTS)
+        attempts = blocking.Attempts(self.clock, MAX_ATTEMPTS)
         for attempt in attempts:
             try:
                 return self._place_once(target, cidr, keep, evicted)
@@ -1072,7 +980,11 @@ class Blocker:
         # block may outlive that (nor be re-created below).
         state = self.table.load_one(target)
         for row in sorted(state.rows.values(), key=lambda r: r.cidr):
-            lifted = None if row.expires_at <= now else lift_reason(row.cidr, self.config.allowlist)
+            lifted = (
+                None
+                if row.expires_at <= now
+                else blocking.lift_reason(row.cidr, self.config.allowlist)
+            )
             if row.expires_at > now and lifted is None:
                 continue
             self._own(target)
@@ -1170,7 +1082,7 @@ class Blocker:
                     entry.rule_number,
                     f"Removed rule {entry.rule_number} (deny {entry.cidr}) from {target}: it "
                     "is exactly a deny this remediator writes, inside its range, and no block "
-                    f"has been recorded for it since {iso(since)}",
+                    f"has been recorded for it since {blocking.iso(since)}",
                 )
 
 
@@ -1193,7 +1105,7 @@ def _eviction_line(eviction: Eviction, config: Config) -> str:
     why = (
         "no block was recorded for it"
         if eviction.expires_at is None
-        else f"it was due to expire first ({iso(eviction.expires_at)})"
+        else f"it was due to expire first ({blocking.iso(eviction.expires_at)})"
     )
     return (
         f"Evicted {eviction.cidr} (rule {eviction.rule_number}) from {eviction.target} to stay "
@@ -1220,36 +1132,33 @@ class Blocked:
 
 
 @dataclass
-class _Outcome:
+class _Outcome(engine.Tally):
     blocked: list[Blocked] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
     evicted: list[Eviction] = field(default_factory=list)
-    acl_arns: list[str] = field(default_factory=list)
 
     def result(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "status": "processed",
-            **extra,
-            "blocked": [
+        return self.fields(
+            [
                 {
                     "address": b.cidr,
                     "networkAclId": b.target.nacl_id,
                     "direction": b.target.direction,
                     "ruleNumber": b.rule_number,
-                    "expiresAt": iso(b.expires_at),
+                    "expiresAt": blocking.iso(b.expires_at),
                 }
                 for b in self.blocked
             ],
-            "rejected": [{"address": a, "reason": r} for a, r in self.rejected],
-            "evicted": [_eviction_result(e) for e in self.evicted],
-        }
+            [_eviction_result(e) for e in self.evicted],
+            **extra,
+        )
 
     def actions(self, config: Config) -> list[str]:
         lines = [
-            f"Denied {b.cidr} in {b.target} as rule {b.rule_number} until {iso(b.expires_at)}"
+            f"Denied {b.cidr} in {b.target} as rule {b.rule_number} until "
+            f"{blocking.iso(b.expires_at)}"
             if b.created
             else f"{b.cidr} was already denied in {b.target} as rule {b.rule_number}; "
-            f"blocked until {iso(b.expires_at)}"
+            f"blocked until {blocking.iso(b.expires_at)}"
             for b in self.blocked
         ]
         lines += [f"Did not block {address}: {reason}" for address, reason in self.rejected]
@@ -1260,15 +1169,38 @@ class _Outcome:
     def addresses_blocked(self) -> int:
         return len({b.cidr for b in self.blocked})
 
+    def tally(self, ttl_seconds: int) -> str:
+        return (
+            f"{self.addresses_blocked} denied for {ttl_seconds} s, {len(self.rejected)} "
+            f"rejection(s), {len(self.evicted)} eviction(s)."
+        )
 
-def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
-    if not config.notify_topic_arn:
-        return False
-    message = report.remediation_report(
-        function=FUNCTION_NAME, now=datetime.fromtimestamp(clock.now(), UTC), **fields
-    )
-    report.publish(config.notify_topic_arn, message)
-    return True
+
+class NaclPoint(engine.Point["_Outcome"]):
+    """Network ACL entries: an inbound attacker at ingress (and egress when enabled), an
+    outbound malicious destination at egress only; CAPACITY per ACL and direction."""
+
+    function, verb, where = FUNCTION_NAME, "Denied", "in network ACLs"
+    outcome = _Outcome
+
+    def finding_subnets(self, resource: Mapping[str, Any]) -> Sequence[str]:
+        return finding_subnets(resource)
+
+    def refuse(self, finding: intake.Finding) -> str | None:
+        return _no_target(finding, self.config)
+
+    def enforce(self, job: engine.Job, outcome: _Outcome) -> dict[str, Any] | str:
+        if not self.config.nacl_ids and not job.findings:
+            return (
+                "no target network ACL: NACL_IDS is empty, so only findings (through their "
+                "instance's subnet) can be blocked"
+            )
+        blocker = Blocker(self.config, self.clock)
+        nacl_ids, no_acl = _target_acls(blocker, job.findings)
+        if no_acl is not None:
+            return no_acl
+        _block(blocker, nacl_ids, job, outcome)
+        return {"networkAcls": nacl_ids}
 
 
 # --------------------------------------------------------------------------- operations
@@ -1276,7 +1208,7 @@ def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
 
 def _directions_by_address(
     config: Config,
-    candidates: Sequence[tuple[addresses.IPAddress, Role]],
+    candidates: Sequence[tuple[addresses.IPAddress, catalog.Role]],
     outcome: _Outcome,
 ) -> dict[str, list[str]]:
     """The addresses to deny per direction: an inbound attacker in every configured
@@ -1288,7 +1220,7 @@ def _directions_by_address(
         if not decision.allowed:
             outcome.rejected.append((str(host), decision.reason))
             continue
-        if role is Role.INBOUND_ATTACKER:
+        if role is catalog.Role.INBOUND_ATTACKER:
             directions: Sequence[str] = config.directions
         elif "egress" in config.directions:
             directions = ("egress",)
@@ -1310,18 +1242,8 @@ def _directions_by_address(
     return {direction: cidrs for direction, cidrs in by_direction.items() if cidrs}
 
 
-def _block(
-    blocker: Blocker,
-    nacl_ids: Sequence[str],
-    candidates: Sequence[tuple[addresses.IPAddress, Role]],
-    *,
-    ttl_seconds: int,
-    reason: str,
-    finding_ids: Sequence[str],
-    region: str,
-    outcome: _Outcome,
-) -> None:
-    by_direction = _directions_by_address(blocker.config, candidates, outcome)
+def _block(blocker: Blocker, nacl_ids: Sequence[str], job: engine.Job, outcome: _Outcome) -> None:
+    by_direction = _directions_by_address(blocker.config, job.candidates, outcome)
     if not by_direction:
         return
     for nacl_id in nacl_ids:
@@ -1332,18 +1254,12 @@ def _block(
                 for cidr in _dedupe(c for cidrs in by_direction.values() for c in cidrs)
             )
             continue
-        outcome.acl_arns.append(_acl_arn(acl, region))
+        outcome.resources.append(_acl_arn(acl, job.region))
         with blocker.holding(nacl_id):
             for direction, cidrs in by_direction.items():
                 target = Target(nacl_id, direction)
                 for cidr in cidrs:
-                    expires_at = blocker.record(
-                        target,
-                        cidr,
-                        ttl_seconds=ttl_seconds,
-                        reason=reason,
-                        finding_ids=finding_ids,
-                    )
+                    expires_at = blocker.record(target, cidr, job)
                     _place(blocker, target, cidr, expires_at, frozenset(cidrs), outcome)
 
 
@@ -1372,7 +1288,9 @@ def _place(
     )
 
 
-def _target_acls(blocker: Blocker, findings: Sequence[Finding]) -> tuple[list[str], str | None]:
+def _target_acls(
+    blocker: Blocker, findings: Sequence[intake.Finding]
+) -> tuple[list[str], str | None]:
     """``NACL_IDS``, or else the ACLs of the findings' subnets (and why there are none)."""
     if blocker.config.nacl_ids:
         return list(blocker.config.nacl_ids), None
@@ -1383,57 +1301,7 @@ def _target_acls(blocker: Blocker, findings: Sequence[Finding]) -> tuple[list[st
     return [], f"no network ACL is associated with subnet(s) {', '.join(subnets)} here"
 
 
-def apply(
-    findings: Sequence[Finding], origin: Origin, config: Config, clock: Clock
-) -> dict[str, Any]:
-    """Deny the addresses of decided findings, each on the side its role calls for."""
-    batch = Batch.of(findings)
-    outcome = _Outcome(rejected=list(batch.rejected))
-    candidates, finding_ids = batch.candidates, batch.finding_ids
-    if not candidates and not outcome.rejected:
-        logger.info("nothing to block in the finding(s)", extra=origin.ids)
-        return outcome.result(**origin.ids, networkAcls=[], notified=False)
-    blocker = Blocker(config, clock)
-    nacl_ids, no_acl = _target_acls(blocker, findings)
-    if no_acl is not None:
-        logger.warning("finding rejected", extra={**origin.ids, "reason": no_acl})
-        return {"status": "rejected", **origin.ids, "reason": no_acl}
-    _block(
-        blocker,
-        nacl_ids,
-        candidates,
-        ttl_seconds=config.block_ttl_seconds,
-        reason=origin.reason,
-        finding_ids=finding_ids,
-        region=origin.region,
-        outcome=outcome,
-    )
-    severity, types = batch.severity, batch.types
-    notified = _publish(
-        config,
-        clock,
-        title=f"Denied {outcome.addresses_blocked} address(es) in network ACLs: {types}",
-        severity=report_severity(severity),
-        summary=(
-            f"{origin.reason} (severity {severity}) named {len(candidates)} remote "
-            f"address(es): {outcome.addresses_blocked} denied in {', '.join(nacl_ids)} for "
-            f"{config.block_ttl_seconds} s, {len(outcome.rejected)} rejection(s), "
-            f"{len(outcome.evicted)} eviction(s)."
-        ),
-        actions=outcome.actions(config),
-        account=origin.account,
-        region=origin.region,
-        resources=[*outcome.acl_arns, *(f.arn for f in findings if f.arn)],
-        finding_id=finding_ids[0] if len(finding_ids) == 1 else None,
-    )
-    logger.info(
-        "finding(s) processed",
-        extra={**origin.ids, "blocked": len(outcome.blocked), "rejected": len(outcome.rejected)},
-    )
-    return outcome.result(**origin.ids, networkAcls=nacl_ids, notified=notified)
-
-
-def _no_target(finding: Finding, config: Config) -> str | None:
+def _no_target(finding: intake.Finding, config: Config) -> str | None:
     if config.nacl_ids or finding.subnets:
         return None
     return (
@@ -1442,81 +1310,12 @@ def _no_target(finding: Finding, config: Config) -> str | None:
     )
 
 
-def handle_finding(
-    event: GuardDutyFindingEvent,
-    config: Config,
-    clock: Clock = SYSTEM_CLOCK,
-    lambda_context: LambdaContext | None = None,
-) -> dict[str, Any]:
-    """Deny the addresses of a catalog finding at or above the threshold.
-
-    Target ACLs: ``NACL_IDS``; when it is empty, the ACLs of the subnets of the finding's
-    instance (``resource.instanceDetails.networkInterfaces[].subnetId``). The rows are
-    idempotent on their own too (keyed by address), so even a replay outside the
-    idempotency window creates no second entry.
-    """
-    return handle_guardduty(
-        event,
-        config,
-        clock,
-        apply=apply,
-        logger=logger,
-        lambda_context=lambda_context,
-        subnets=finding_subnets(event.detail.resource),
-        refuse=lambda finding: _no_target(finding, config),
-    )
-
-
-def _parse_hosts(texts: Sequence[str], outcome: _Outcome) -> list[addresses.IPAddress]:
-    hosts: list[addresses.IPAddress] = []
-    for text in texts:
-        try:
-            hosts.append(addresses.parse_host(text))
-        except ValueError as exc:
-            outcome.rejected.append((text, str(exc)))
-    return hosts
-
-
-def block(
-    request: BlockRequest, config: Config, clock: Clock, *, account: str, region: str
-) -> dict[str, Any]:
-    """An operator's block into ``NACL_IDS``: same rules as findings."""
-    if not config.nacl_ids:
-        reason = (
-            "no target network ACL: NACL_IDS is empty, so only findings (through their "
-            "instance's subnet) can be blocked"
-        )
-        logger.warning("request rejected", extra={"reason": reason})
-        return {"status": "rejected", "action": "block", "reason": reason}
-    outcome = _Outcome()
-    hosts = _parse_hosts(request.addresses, outcome)
-    ttl = request.ttl_seconds or config.block_ttl_seconds
-    _block(
-        Blocker(config, clock),
-        config.nacl_ids,
-        [(host, Role.INBOUND_ATTACKER) for host in hosts],
-        ttl_seconds=ttl,
-        reason=request.reason,
-        finding_ids=(),
-        region=region,
-        outcome=outcome,
-    )
-    notified = _publish(
-        config,
-        clock,
-        title=f"Denied {outcome.addresses_blocked} address(es) in network ACLs on request",
-        severity="INFO",
-        summary=(
-            f"Manual block ({request.reason}): {outcome.addresses_blocked} denied for "
-            f"{ttl} s, {len(outcome.rejected)} rejection(s), "
-            f"{len(outcome.evicted)} eviction(s)."
-        ),
-        actions=outcome.actions(config),
-        account=account,
-        region=region,
-        resources=outcome.acl_arns,
-    )
-    return outcome.result(action="block", networkAcls=list(config.nacl_ids), notified=notified)
+apply = NaclPoint.apply
+# Target ACLs: ``NACL_IDS``; when it is empty, the ACLs of the subnets of the finding's
+# instance. The rows are idempotent on their own too (keyed by address), so even a replay
+# outside the idempotency window creates no second entry.
+handle_finding = NaclPoint.handle_finding
+block = NaclPoint.block
 
 
 def _recorded(blocker: Blocker, cidrs: Sequence[str]) -> list[tuple[Target, str]]:
@@ -1530,11 +1329,11 @@ def _recorded(blocker: Blocker, cidrs: Sequence[str]) -> list[tuple[Target, str]
 
 
 def unblock(
-    request: UnblockRequest, config: Config, clock: Clock, *, account: str, region: str
+    request: blocking.UnblockRequest, config: Config, clock: Clock, *, account: str, region: str
 ) -> dict[str, Any]:
     """Remove the blocks of the given addresses wherever they were recorded."""
     outcome = _Outcome()
-    hosts = _parse_hosts(request.addresses, outcome)
+    hosts = engine.parse_hosts(request.addresses, outcome.rejected)
     cidrs = _dedupe(addresses.canonical_cidr(host) for host in hosts)
     blocker = Blocker(config, clock)
     unblocked: list[dict[str, Any]] = []
@@ -1553,27 +1352,17 @@ def unblock(
             rules = f" (removed rule {', '.join(map(str, removed))})" if removed else ""
             actions.append(f"Unblocked {cidr} in {target}{rules}")
     found = {item["address"] for item in unblocked}
-    not_blocked = [cidr for cidr in cidrs if cidr not in found]
-    actions += [f"{cidr} was not blocked" for cidr in not_blocked]
-    actions += [f"Did not unblock {address}: {reason}" for address, reason in outcome.rejected]
-    notified = _publish(
-        config,
-        clock,
-        title=f"Unblocked {len(found)} address(es) in network ACLs on request",
-        severity="INFO",
-        summary=f"Manual unblock ({request.reason}): {len(found)} unblocked.",
+    return engine.unblock_result(
+        NaclPoint(config, clock),
+        request,
+        unblocked=unblocked,
+        count=len(found),
+        not_blocked=[cidr for cidr in cidrs if cidr not in found],
+        rejected=outcome.rejected,
         actions=actions,
         account=account,
         region=region,
     )
-    return {
-        "status": "processed",
-        "action": "unblock",
-        "unblocked": unblocked,
-        "notBlocked": not_blocked,
-        "rejected": [{"address": a, "reason": r} for a, r in outcome.rejected],
-        "notified": notified,
-    }
 
 
 @dataclass
@@ -1623,7 +1412,7 @@ class _Sweep:
                 "ruleNumber": entry.rule_number,
                 "cidr": entry.cidr,
                 "ruleAction": entry.action,
-                **({"removeAfter": iso(remove_after)} if remove_after is not None else {}),
+                **({"removeAfter": blocking.iso(remove_after)} if remove_after is not None else {}),
             }
         )
         self.lines.append(
@@ -1677,9 +1466,7 @@ def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[st
             "block(s) for it"
         )
     result = out.result
-    notified = bool(out.lines) and _publish(
-        config,
-        clock,
+    notified = bool(out.lines) and NaclPoint(config, clock).publish(
         title="Network ACL blocklist sweep",
         severity="INFO",
         summary=(

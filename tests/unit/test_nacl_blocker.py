@@ -20,7 +20,7 @@ from hypothesis import event as event_label
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from functions.common import aws, permissions
+from functions.common import aws, blocking, permissions
 from functions.nacl_blocker import handler, logic
 from functions.nacl_blocker.permissions import PERMISSIONS
 from tests.helpers_permissions import record_calls
@@ -607,7 +607,7 @@ def test_a_number_taken_between_read_and_create_is_retried_on_another(
     assert env.in_range() == {71: "9.9.9.9/32", 72: SSH_SOURCE}
     assert env.count("CreateNetworkAclEntry") == 2
     assert len(env.clock.slept) == 1
-    assert 0 <= env.clock.slept[0] <= logic.BACKOFF_BASE_SECONDS
+    assert 0 <= env.clock.slept[0] <= blocking.BACKOFF_BASE_SECONDS
     assert env.row(SSH_SOURCE)["rule_number"] == {"N": "72"}
 
 
@@ -1549,7 +1549,7 @@ def test_placement_retries_stop_in_time_for_the_lambda_timeout(env: Env) -> None
     with pytest.raises(logic.PlacementError, match="the next attempt would not finish in time"):
         env.invoke(load(SSH))
 
-    assert env.clock.at - START <= 60 - logic.DEADLINE_MARGIN_SECONDS
+    assert env.clock.at - START <= 60 - blocking.DEADLINE_MARGIN_SECONDS
     assert len(refused) < logic.MAX_ATTEMPTS
 
 
