@@ -21,10 +21,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from functions.common import addresses, report
 from functions.common.blocking import (
@@ -358,43 +360,63 @@ def upsert_row(
 # --------------------------------------------------------------------------- configuration
 
 
-def env_text(env: Mapping[str, str], name: str, *, required: bool = False) -> str:
-    value = env.get(name, "").strip()
-    if required and not value:
-        raise ConfigError(f"environment variable {name} is required")
-    return value
+def _named(name: str, message: str) -> str:
+    return message if message.startswith(name) else f"{name}: {message}"
 
 
-def env_number(env: Mapping[str, str], name: str, default: float | str, kind: type) -> Any:
-    raw = env.get(name, "").strip() or str(default)
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+class Settings(BaseModel):
+    """The settings every point has, from the environment (one pydantic model per
+    function: its ``Config`` subclasses this). Fields are read by their variable name
+    (the alias); an empty variable counts as unset; every error names its variable."""
 
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
-def common_settings(env: Mapping[str, str]) -> dict[str, Any]:
-    """The settings every point has, from the environment, each error naming its variable:
-    STATE_TABLE, ALLOWLIST_CIDRS, BLOCK_TTL_SECONDS, SEVERITY_THRESHOLD, NOTIFY_TOPIC_ARN,
-    BLOCK_IP_ACTION_ARN."""
-    state_table = env_text(env, "STATE_TABLE", required=True)
-    try:
-        allowlist = addresses.parse_allowlist(env.get("ALLOWLIST_CIDRS", ""))
-    except ValueError as exc:
-        raise ConfigError(f"ALLOWLIST_CIDRS: {exc}") from None
-    ttl = env_number(env, "BLOCK_TTL_SECONDS", DEFAULT_BLOCK_TTL_SECONDS, int)
-    if not MIN_TTL_SECONDS <= ttl <= MAX_TTL_SECONDS:
-        raise ConfigError(
-            f"BLOCK_TTL_SECONDS must be {MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}, got {ttl}"
-        )
-    severity = env_number(env, "SEVERITY_THRESHOLD", DEFAULT_SEVERITY_THRESHOLD, float)
-    if not 0 <= severity <= 10:
-        raise ConfigError(f"SEVERITY_THRESHOLD must be 0..10, got {severity}")
-    return {
-        "state_table": state_table,
-        "allowlist": allowlist,
-        "block_ttl_seconds": ttl,
-        "severity_threshold": severity,
-        "notify_topic_arn": env_text(env, "NOTIFY_TOPIC_ARN"),
-        "block_ip_action_arn": env_text(env, "BLOCK_IP_ACTION_ARN"),
-    }
+    state_table: str = Field(alias="STATE_TABLE", min_length=1)
+    allowlist: tuple[IPv4Network | IPv6Network, ...] = Field(default=(), alias="ALLOWLIST_CIDRS")
+    block_ttl_seconds: int = Field(default=DEFAULT_BLOCK_TTL_SECONDS, alias="BLOCK_TTL_SECONDS")
+    severity_threshold: float = Field(
+        default=DEFAULT_SEVERITY_THRESHOLD, alias="SEVERITY_THRESHOLD"
+    )
+    notify_topic_arn: str = Field(default="", alias="NOTIFY_TOPIC_ARN")
+    block_ip_action_arn: str = Field(default="", alias="BLOCK_IP_ACTION_ARN")
+
+    @field_validator("allowlist", mode="before")
+    @classmethod
+    def _allowlist(cls, raw: Any) -> Any:
+        return addresses.parse_allowlist(raw) if isinstance(raw, str) else raw
+
+    @field_validator("block_ttl_seconds")
+    @classmethod
+    def _ttl(cls, ttl: int) -> int:
+        if not MIN_TTL_SECONDS <= ttl <= MAX_TTL_SECONDS:
+            raise ValueError(
+                f"BLOCK_TTL_SECONDS must be {MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}, got {ttl}"
+            )
+        return ttl
+
+    @field_validator("severity_threshold")
+    @classmethod
+    def _severity(cls, severity: float) -> float:
+        if not 0 <= severity <= 10:
+            raise ValueError(f"SEVERITY_THRESHOLD must be 0..10, got {severity}")
+        return severity
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        """The configuration, or :class:`ConfigError` naming the variable that is wrong."""
+        names = [f.alias for f in cls.model_fields.values() if f.alias]
+        values = {name: env[name].strip() for name in names if env.get(name, "").strip()}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0]) if error["loc"] else ""
+            if error["type"] == "missing":
+                message = f"environment variable {name} is required"
+            elif error["type"] in {"int_parsing", "float_parsing"}:
+                message = f"{name} must be a number, got {values[name]!r}"
+            elif error["type"] == "value_error":
+                message = _named(name, str(error["ctx"]["error"]))
+            else:
+                message = _named(name, f"{error['msg']}, got {values.get(name)!r}")
+            raise ConfigError(message) from None

@@ -70,11 +70,12 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from functions.common import addresses, aws, blocking, engine, intake
 from functions.common import finding_catalog as catalog
@@ -169,77 +170,59 @@ class _AclFull(Exception):
 # --------------------------------------------------------------------------- configuration
 
 
-def _json_strings(env: Mapping[str, str], name: str, default: Sequence[str]) -> tuple[str, ...]:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return tuple(default)
+def _json_strings(name: str, raw: Any) -> Any:
+    """A JSON list of strings from its variable (stripped); anything else as given."""
+    if not isinstance(raw, str):
+        return raw
     try:
         decoded = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name} is not valid JSON: {exc.msg}") from None
+        raise ValueError(f"{name} is not valid JSON: {exc.msg}") from None
     if not isinstance(decoded, list) or not all(isinstance(item, str) for item in decoded):
-        raise ConfigError(f"{name} must be a JSON list of strings, got {raw[:80]!r}")
+        raise ValueError(f"{name} must be a JSON list of strings, got {raw[:80]!r}")
     return tuple(item.strip() for item in decoded)
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    state_table: str
-    rule_range_start: int
-    rule_range_end: int
-    nacl_ids: tuple[str, ...] = ()
-    capacity: int = 10
-    directions: tuple[str, ...] = ("ingress",)
-    allowlist: tuple[addresses.IPNetwork, ...] = ()
-    block_ttl_seconds: int = blocking.DEFAULT_BLOCK_TTL_SECONDS
-    severity_threshold: float = blocking.DEFAULT_SEVERITY_THRESHOLD
-    notify_topic_arn: str = ""
-    block_ip_action_arn: str = ""
+class Config(engine.Settings):
+    rule_range_start: int = Field(alias="RULE_RANGE_START")
+    rule_range_end: int = Field(alias="RULE_RANGE_END")
+    nacl_ids: tuple[str, ...] = Field(default=(), alias="NACL_IDS")
+    capacity: int = Field(default=10, alias="CAPACITY")
+    directions: tuple[str, ...] = Field(default=("ingress",), alias="DIRECTIONS")
 
-    def __post_init__(self) -> None:
+    @field_validator("nacl_ids", "directions", mode="before")
+    @classmethod
+    def _lists(cls, raw: Any, info: ValidationInfo) -> Any:
+        return _json_strings(info.field_name.upper() if info.field_name else "", raw)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
         for nacl_id in self.nacl_ids:
             if not _NACL_ID.fullmatch(nacl_id):
-                raise ConfigError(f"NACL_IDS: {nacl_id!r} is not a network ACL id (acl-...)")
+                raise ValueError(f"NACL_IDS: {nacl_id!r} is not a network ACL id (acl-...)")
         if len(set(self.nacl_ids)) != len(self.nacl_ids):
-            raise ConfigError("NACL_IDS lists a network ACL twice")
+            raise ValueError("NACL_IDS lists a network ACL twice")
         if not MIN_RULE_NUMBER <= self.rule_range_start <= MAX_RULE_NUMBER:
-            raise ConfigError(
+            raise ValueError(
                 f"RULE_RANGE_START must be {MIN_RULE_NUMBER}..{MAX_RULE_NUMBER}, "
                 f"got {self.rule_range_start}"
             )
         if not self.rule_range_start <= self.rule_range_end <= MAX_RULE_NUMBER:
-            raise ConfigError(
+            raise ValueError(
                 f"RULE_RANGE_END must be {self.rule_range_start}..{MAX_RULE_NUMBER} "
                 f"(RULE_RANGE_START..{MAX_RULE_NUMBER}), got {self.rule_range_end}"
             )
         if not 1 <= self.capacity <= MAX_CAPACITY:
-            raise ConfigError(f"CAPACITY must be 1..{MAX_CAPACITY}, got {self.capacity}")
+            raise ValueError(f"CAPACITY must be 1..{MAX_CAPACITY}, got {self.capacity}")
         if (
             not self.directions
             or len(set(self.directions)) != len(self.directions)
             or not set(self.directions) <= set(DIRECTIONS)
         ):
-            raise ConfigError(
+            raise ValueError(
                 f'DIRECTIONS must be ["ingress"] or ["ingress", "egress"], got {self.directions}'
             )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Config:
-        def rule_number(name: str) -> int:
-            value: int = engine.env_number(
-                env, name, engine.env_text(env, name, required=True), int
-            )
-            return value
-
-        settings = engine.common_settings(env)
-        return cls(
-            rule_range_start=rule_number("RULE_RANGE_START"),
-            rule_range_end=rule_number("RULE_RANGE_END"),
-            nacl_ids=_json_strings(env, "NACL_IDS", []),
-            capacity=engine.env_number(env, "CAPACITY", 10, int),
-            directions=_json_strings(env, "DIRECTIONS", ["ingress"]),
-            **settings,
-        )
+        return self
 
     @property
     def rule_numbers(self) -> range:

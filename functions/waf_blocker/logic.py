@@ -37,6 +37,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
+from pydantic import Field, field_validator
 
 from functions.common import addresses, aws, blocking, engine
 from functions.common import finding_catalog as catalog
@@ -49,7 +50,8 @@ from functions.common.blocking import (  # noqa: F401  (re-exported: callers use
     SYSTEM_CLOCK,
     Clock,
 )
-from functions.common.engine import ConfigError
+
+ConfigError = engine.ConfigError  # raised by Config.from_env
 
 FUNCTION_NAME = "waf_blocker"
 logger = Logger(service=FUNCTION_NAME, child=True)
@@ -94,47 +96,36 @@ class IpSetRef:
     id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    state_table: str
-    ipv4_set: IpSetRef
-    ipv6_set: IpSetRef
-    scope: str
-    allowlist: tuple[addresses.IPNetwork, ...] = ()
-    block_ttl_seconds: int = DEFAULT_BLOCK_TTL_SECONDS
-    severity_threshold: float = DEFAULT_SEVERITY_THRESHOLD
-    max_addresses_per_set: int = WAF_MAX_ADDRESSES_PER_SET
-    notify_topic_arn: str = ""
-    block_ip_action_arn: str = ""
+class Config(engine.Settings):
+    ipv4_set_name: str = Field(alias="IPV4_SET_NAME", min_length=1)
+    ipv4_set_id: str = Field(alias="IPV4_SET_ID", min_length=1)
+    ipv6_set_name: str = Field(alias="IPV6_SET_NAME", min_length=1)
+    ipv6_set_id: str = Field(alias="IPV6_SET_ID", min_length=1)
+    scope: str = Field(default="REGIONAL", alias="IP_SET_SCOPE")
+    max_addresses_per_set: int = Field(
+        default=WAF_MAX_ADDRESSES_PER_SET, alias="MAX_ADDRESSES_PER_SET"
+    )
 
-    def __post_init__(self) -> None:
-        if self.scope not in ("REGIONAL", "CLOUDFRONT"):
-            raise ConfigError(f"IP_SET_SCOPE must be REGIONAL or CLOUDFRONT, got {self.scope!r}")
-        if not 1 <= self.max_addresses_per_set <= WAF_MAX_ADDRESSES_PER_SET:
-            raise ConfigError(
-                f"MAX_ADDRESSES_PER_SET must be 1..{WAF_MAX_ADDRESSES_PER_SET}, "
-                f"got {self.max_addresses_per_set}"
-            )
-
+    @field_validator("scope")
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Config:
-        def ip_set(version: int) -> IpSetRef:
-            name = engine.env_text(env, f"IPV{version}_SET_NAME", required=True)
-            return IpSetRef(name, engine.env_text(env, f"IPV{version}_SET_ID", required=True))
+    def _scope(cls, scope: str) -> str:
+        if scope not in ("REGIONAL", "CLOUDFRONT"):
+            raise ValueError(f"IP_SET_SCOPE must be REGIONAL or CLOUDFRONT, got {scope!r}")
+        return scope
 
-        settings = engine.common_settings(env)
-        return cls(
-            ipv4_set=ip_set(4),
-            ipv6_set=ip_set(6),
-            scope=engine.env_text(env, "IP_SET_SCOPE") or "REGIONAL",
-            max_addresses_per_set=engine.env_number(
-                env, "MAX_ADDRESSES_PER_SET", WAF_MAX_ADDRESSES_PER_SET, int
-            ),
-            **settings,
-        )
+    @field_validator("max_addresses_per_set")
+    @classmethod
+    def _cap(cls, cap: int) -> int:
+        if not 1 <= cap <= WAF_MAX_ADDRESSES_PER_SET:
+            raise ValueError(
+                f"MAX_ADDRESSES_PER_SET must be 1..{WAF_MAX_ADDRESSES_PER_SET}, got {cap}"
+            )
+        return cap
 
     def ip_set(self, version: int) -> IpSetRef:
-        return self.ipv4_set if version == 4 else self.ipv6_set
+        if version == 4:
+            return IpSetRef(self.ipv4_set_name, self.ipv4_set_id)
+        return IpSetRef(self.ipv6_set_name, self.ipv6_set_id)
 
     @property
     def waf_region(self) -> str | None:
