@@ -70,6 +70,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any, Self
 
 from aws_lambda_powertools import Logger
@@ -417,17 +418,6 @@ class StateTable:
             now=now,
         )
 
-    def _set_on_row(self, target: Target, cidr: str, name: str, value: int, condition: str) -> None:
-        """Set one number on a row if ``condition`` (on ``#name`` and ``:value``) holds."""
-        self._conditional(
-            self._db.update_item,
-            Key=_row_key(target, cidr),
-            UpdateExpression="SET #name = :value",
-            ConditionExpression=condition,
-            ExpressionAttributeNames={"#name": name},
-            ExpressionAttributeValues={":value": {"N": str(value)}},
-        )
-
     def load(self, target: Target | None = None) -> dict[Target, TargetState]:
         """Rows and rule items (strongly consistent), of one target or of all, by target."""
         scope = f"{target.key}#" if target else ""
@@ -459,7 +449,14 @@ class StateTable:
 
     def record_number(self, target: Target, cidr: str, rule_number: int) -> None:
         """Write the entry's number on the row (for people, and a second proof)."""
-        self._set_on_row(target, cidr, "rule_number", rule_number, "attribute_exists(pk)")
+        self._conditional(
+            self._db.update_item,
+            Key=_row_key(target, cidr),
+            UpdateExpression="SET #number = :number",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#number": "rule_number"},
+            ExpressionAttributeValues={":number": {"N": str(rule_number)}},
+        )
 
     def put_rule(self, target: Target, rule_number: int, cidr: str) -> None:
         self._db.put_item(
@@ -1321,19 +1318,20 @@ def unblock(
     blocker = Blocker(config, clock)
     unblocked: list[dict[str, Any]] = []
     actions: list[str] = []
-    for target, cidr in _recorded(blocker, cidrs):
-        with blocker.holding(target.nacl_id):
-            removed = blocker.withdraw(target, cidr, blocker.table.load_one(target))
-            unblocked.append(
-                {
-                    "address": cidr,
-                    "networkAclId": target.nacl_id,
-                    "direction": target.direction,
-                    "ruleNumbers": removed,
-                }
-            )
-            rules = f" (removed rule {', '.join(map(str, removed))})" if removed else ""
-            actions.append(f"Unblocked {cidr} in {target}{rules}")
+    for nacl_id, recorded in groupby(_recorded(blocker, cidrs), key=lambda r: r[0].nacl_id):
+        with blocker.holding(nacl_id):
+            for target, cidr in recorded:
+                removed = blocker.withdraw(target, cidr, blocker.table.load_one(target))
+                unblocked.append(
+                    {
+                        "address": cidr,
+                        "networkAclId": target.nacl_id,
+                        "direction": target.direction,
+                        "ruleNumbers": removed,
+                    }
+                )
+                rules = f" (removed rule {', '.join(map(str, removed))})" if removed else ""
+                actions.append(f"Unblocked {cidr} in {target}{rules}")
     found = {item["address"] for item in unblocked}
     return engine.unblock_result(
         NaclPoint(config, clock),
