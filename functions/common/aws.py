@@ -53,9 +53,9 @@ BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 2.0
 
 
-def backoff(attempt: int) -> float:
+def backoff(attempt: int, cap: float = BACKOFF_CAP_SECONDS) -> float:
     """Full jitter: spreads contending callers instead of retrying them in lockstep."""
-    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+    return random.uniform(0, min(cap, BACKOFF_BASE_SECONDS * 2**attempt))
 
 
 def reset() -> None:

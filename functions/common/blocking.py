@@ -141,9 +141,10 @@ class Attempts:
     the event, instead of being killed half-way.
     """
 
-    def __init__(self, clock: Clock, limit: int) -> None:
+    def __init__(self, clock: Clock, limit: int, cap: float = BACKOFF_CAP_SECONDS) -> None:
         self.clock = clock
         self.limit = limit
+        self.cap = cap
         self.made = 0
         self.out_of_time = False
         self._longest = 0.0
@@ -161,7 +162,7 @@ class Attempts:
         self._longest = max(self._longest, now - self._started)
         if attempt + 1 >= self.limit:
             return False
-        delay = backoff(attempt)
+        delay = backoff(attempt, self.cap)
         if now + delay + self._longest > self.clock.deadline:
             self.out_of_time = True
             return False

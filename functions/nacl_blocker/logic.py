@@ -4,143 +4,96 @@ Model. Network ACLs are small (20 entries per direction by default, 40 at most) 
 ordered by rule number, so this remediator writes only inside a reserved, inclusive
 rule-number range (``RULE_RANGE_START``..``RULE_RANGE_END``) and keeps at most
 ``CAPACITY`` entries per ACL and direction. Every entry is a DENY of one host (``/32``
-through ``CidrBlock``, ``/128`` through ``Ipv6CidrBlock``) for all protocols. The DynamoDB
-state table records each block (its expiry) and proves which entries are ours: an entry in
-the range is ours only if a *seat* names exactly its rule number and CIDR. Anything else in
-the range is foreign: it is never changed or adopted, its number is never used, and every
-sweep reports it.
+through ``CidrBlock``, ``/128`` through ``Ipv6CidrBlock``) for all protocols.
 
-Item layout (partition key ``pk``, TTL attribute ``expires_at``)::
+Item layout in the state table (partition key ``pk``, TTL attribute ``expires_at``)::
 
     pk           "entry#<acl id>#<ingress|egress>#<cidr>"      one block (a *row*)
     nacl_id, direction, cidr
     expires_at   epoch seconds; only ever moves later (max of existing and new)
-    seat         index of the seat holding its entry (absent until placed)
-    rule_number  the entry's rule number, once placed (for people, and a second proof of
-                 ownership should the seat be lost)
-    first_seen   epoch seconds of the first block
-    last_seen    epoch seconds of the latest block
-    hit_count    blocks requested for this address in this ACL and direction
-    finding_ids  string set of GuardDuty finding ids that named it (absent for manual)
-    reason       why it was last blocked
+    rule_number  the entry's rule number, once placed
+    first_seen, last_seen, hit_count, finding_ids (absent for manual), reason
 
-    pk           "seat#<acl id>#<ingress|egress>#<index>"      one unit of CAPACITY
-    nacl_id, direction, seat (the index, 0..CAPACITY-1), cidr
-    rule_number  the entry's rule number (absent while it is being chosen)
-    releasing    present while the seat's entry is being removed (the remover's token)
-    heir         the address the seat goes to once it is (an eviction), if any
+    pk           "rule#<acl id>#<ingress|egress>#<rule number>"  one entry of ours (a *rule*)
+    nacl_id, direction, rule_number, cidr
 
-Seats carry no ``expires_at`` on purpose: DynamoDB TTL may delete an expired row days
-later, and the seat is what still proves the left-behind entry ours so that a sweep removes
-it. The same table holds Powertools idempotency records (``pk`` = ``finding#<hash>``);
-everything here reads only the ``entry#`` and ``seat#`` prefixes.
+    pk           "lease#<acl id>"                               the ACL's writer, while held
+    owner        the holder's token;  expires_at  when another writer may take it over
 
-Concurrency. Three conditional mechanisms, each guarding one invariant:
+A rule item is the proof that an entry is ours. It has no ``expires_at`` on purpose:
+DynamoDB TTL deletes expired rows lazily, and the rule item is what still proves the
+left-behind entry ours so that a sweep removes it. It is written *before* the entry is
+created and deleted only *after* the entry is seen gone, so at no moment is an entry of
+ours unnamed. An entry in the range that neither a rule item nor a row names (number and
+CIDR) is foreign: it is never changed or adopted, its number is never used, and every
+sweep reports it. The same table holds Powertools idempotency records (``finding#...``)
+and orphan sightings (``orphan#...``).
 
-- *Capacity*: a seat is taken with a conditional put (``attribute_not_exists(pk)``) on an
-  index below ``CAPACITY``, so no interleaving of writers holds more than ``CAPACITY``
-  seats, and a seat holds at most one entry.
-- *Rule numbers*: the ACL itself refuses a second entry with the same number and direction
-  (``NetworkAclEntryAlreadyExists``); the loser re-reads the ACL and the seats, picks another
-  free number and tries again, within a bounded number of attempts with jittered backoff.
-  The number is written to the seat *before* the entry is created, so a crash right after
-  ``CreateNetworkAclEntry`` still leaves the entry provably ours. Numbers named by any
-  seat count as taken, each seat prefers its own number (``start + index``), and an
-  eviction hands the evicted seat *and its number* to the evicting address in one
-  conditional write, so collisions stay rare even when every placement must evict.
-- *One entry per address*: a row links to its seat with a conditional update
-  (``attribute_not_exists(seat)``); a writer that loses the link for the same address
-  releases its own seat.
+One writer per ACL. Every write to an ACL (and to its rows and rule items) happens while
+holding the ACL's lease: a conditional PutItem (``attribute_not_exists(pk) OR expires_at <
+:now``) with this invocation's token, released in a ``finally`` (conditional on the token)
+and TTL-deleted should the holder die. The function's reserved concurrency is the first
+guard; the lease makes the rest plain sequential code: read the ACL and the table, plan,
+write. A writer that finds the lease held waits (short jittered backoff, bounded by the
+Lambda's remaining time) and then raises :class:`LeaseBusy`, so Lambda retries the event.
 
-Removal keeps a seat alive until its entry is gone. The seat is first marked
-``releasing`` (conditional on being exactly as read), then the entry is removed after a
-fresh read of the ACL, then the seat is deleted or, for an eviction, handed with its number
-to the evicting address (``heir``). Expiry and unblock delete the row before marking; an
-eviction marks first and then deletes the row (conditional on its expiry being unchanged,
-so a concurrent re-block wins and the mark is undone), so other writers never see a
-half-evicted seat as an orphan to take. A remover that stops half-way leaves a marked seat
-that the next sweep finishes. A writer reads its seat once more after creating an entry and
-deletes the entry if the seat changed meanwhile; with the remover's read after marking,
-whichever of the two comes last removes it, so no entry outlives its seat.
-``DeleteNetworkAclEntry`` takes no condition, hence the fresh read just before each delete;
-EC2's API is eventually consistent, which can cost a retry.
+A holder that outlives its lease (a pause longer than ``LEASE_SECONDS``) stays safe:
+before each write it renews the lease conditionally on its token, and stops with
+:class:`LeaseLost` once another writer holds it. The one write that can still land after
+the takeover (the call in flight) meets the new holder's state: that holder counts the
+rule item written first as taken, re-uses its number for the same address (so a create
+in flight lands on the same entry: ``NetworkAclEntryAlreadyExists``, read back as done),
+and the next sweep reconciles whatever is left, both ways.
 
-Ambiguous answers. botocore retries a request whose connection dropped, and the retry of a
-write that had landed answers as if a concurrent writer had got there first
+Ambiguous answers. botocore retries a request whose connection dropped, and the retry of
+a write that had landed answers as if someone else had got there first
 (``NetworkAclEntryAlreadyExists``, ``ConditionalCheckFailedException``, a missing entry).
-Each write whose answer could be its own echo reads the state back before believing it: an
-entry that is exactly this deny, a row that is gone, a seat marked with this call's token,
-a row linked to this seat, an entry that is no longer there. Without that, a create taken
-for a lost race skipped the check after creation and left an entry nothing named.
+Each such answer is decided by reading back: the deny in place, the row gone, the lease
+held with this token, the entry no longer there.
 
 Drift. Each sweep reconciles the table and the ACLs both ways and carries on, whatever it
-finds: expired rows lose their entry and seat; a seat with no row (row deleted by hand or by
-TTL) loses its entry; a recorded, unexpired block whose entry is missing is re-created (the
-table is the record of intent, as in waf_blocker: undo a block with the ``unblock`` action,
-not by hand), on a new number when its old one is taken; seats over ``CAPACITY`` are
-evicted; an ACL that no longer exists has its rows and seats dropped. Foreign entries are
-reported and left alone, except one that is exactly a deny this remediator writes (one
-host, all protocols) and has stayed unrecorded for ``ORPHAN_GRACE_SECONDS``: that is ours
-whose record was lost (a delete decided on a stale read), and it is removed and reported.
-An emptied table therefore leaves other entries alone for good, and its own denies for a
-day.
+finds: expired rows (and rows the allowlist now covers) lose their entry; a rule item no
+row stands behind loses its entry; blocks over ``CAPACITY`` are evicted; a recorded,
+unexpired block whose entry is missing is re-created (on a new number when its old one is
+taken); an ACL that no longer exists has its rows and rules dropped. Foreign entries are
+reported and left alone, except one that is exactly a deny this remediator writes and has
+stayed unrecorded for ``ORPHAN_GRACE_SECONDS``: ours whose record was lost, removed and
+reported. ``DescribeNetworkAcls`` is eventually consistent, so an entry's absence or
+presence is believed only after re-reading (:data:`VERIFY_READS`).
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any, Self
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from functions.common import addresses, aws, report
-from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
-    BACKOFF_BASE_SECONDS,
-    BACKOFF_CAP_SECONDS,
-    DEADLINE_MARGIN_SECONDS,
-    DEFAULT_BLOCK_TTL_SECONDS,
-    DEFAULT_SEVERITY_THRESHOLD,
-    MAX_ADDRESSES_PER_REQUEST,
-    MAX_TTL_SECONDS,
-    MIN_TTL_SECONDS,
-    SYSTEM_CLOCK,
-    Attempts,
-    BlockRequest,
-    Clock,
-    DirectRequest,
-    GuardDutyFinding,
-    GuardDutyFindingEvent,
-    Origin,
-    SweepRequest,
-    UnblockRequest,
-    backoff,
-    handle_guardduty,
-    iso,
-    lift_reason,
-    persistence_layer,
-    report_severity,
-)
-from functions.common.finding_catalog import Role
-from functions.common.intake import Batch, Finding
+from functions.common import addresses, aws, blocking, engine, intake
+from functions.common import finding_catalog as catalog
+from functions.common.blocking import SYSTEM_CLOCK, Clock  # noqa: F401  (callers use logic.X)
+
+ConfigError = engine.ConfigError
 
 FUNCTION_NAME = "nacl_blocker"
 logger = Logger(service=FUNCTION_NAME, child=True)
 
 ROW_PREFIX = "entry#"
-SEAT_PREFIX = "seat#"
+RULE_PREFIX = "rule#"
+LEASE_PREFIX = "lease#"
 ORPHAN_PREFIX = "orphan#"
-# An entry in the range that is exactly a deny this remediator writes, yet no row or seat
-# names, is ours whose record was lost (a delete decided on a stale read, a row deleted by
-# hand with its seat): reported by every sweep, and removed once it has been so this long.
+# An entry in the range that is exactly a deny this remediator writes, yet no row or rule
+# item names, is ours whose record was lost (a delete decided on a stale read, items
+# deleted by hand): reported by every sweep, and removed once it has been so this long.
 ORPHAN_GRACE_SECONDS = 24 * 3600
 EGRESS_DISABLED = (
     "outbound malicious destination: only an egress entry answers it, and egress is not "
@@ -153,14 +106,20 @@ MAX_RULE_NUMBER = 32766
 MAX_CAPACITY = 40
 DIRECTIONS = ("ingress", "egress")
 
-# A placement that has to evict takes two attempts (evict, then place). Eight writers at
-# CAPACITY (tests/e2e) needed at most seven in 600 placements; ten keeps the worst-case
-# backoff under ten seconds and leaves the rest to Lambda's own retry of the event. Give
-# the function a timeout of 30 s or more.
+# Under the lease nothing of ours races a placement; what is left is someone else's entry
+# landing on the chosen number (and an eviction before a placement, one attempt each).
 MAX_ATTEMPTS = 10
 # Reads of the eventually consistent DescribeNetworkAcls before an entry's absence (before
 # a delete) or presence (after one) is believed; with the backoff, under a second.
 VERIFY_READS = 5
+# How long a lease holds without renewal. The holder renews it before every write, so it
+# must only outlast one API call (botocore's retries included); a holder that dies leaves
+# the ACL blocked for at most this long.
+LEASE_SECONDS = 30
+# Waiting for a busy ACL: a holder keeps it for a few hundred milliseconds, so the waits
+# stay short (full jitter up to this cap) and many; the Lambda's deadline bounds them.
+LEASE_BACKOFF_CAP_SECONDS = 0.25
+LEASE_ATTEMPTS = 200
 
 # AWS answers InvalidNetworkAclID.NotFound; moto answers InvalidRouteTableID.NotFound. The
 # request names one ACL, so either code means that ACL is gone.
@@ -171,22 +130,30 @@ _ACL_NOT_FOUND = frozenset({"InvalidNetworkAclID.NotFound", "InvalidRouteTableID
 _AMBIGUOUS = (ClientError, BotoCoreError, ResponseParserError)
 _NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")
 _SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
-
-
-class ConfigError(ValueError):
-    """The function's environment is wrong: a deployment bug, not bad input."""
+# AWS counts rules per ACL, direction and IP version (the default rule and the ACL's own
+# rules included: 20 by default, 40 at most) and answers this when a create would exceed it.
+# moto has no such quota.
+ENTRY_LIMIT_EXCEEDED = "NetworkAclEntryLimitExceeded"
 
 
 class PlacementError(RuntimeError):
     """An entry could not be placed within the retry budget; Lambda should retry."""
 
 
+class LeaseBusy(RuntimeError):
+    """Another invocation kept the ACL's lease for longer than this one could wait."""
+
+
+class LeaseLost(RuntimeError):
+    """This invocation's lease expired and another writer took it: stop writing."""
+
+
 class _Conflict(Exception):
-    """A concurrent writer changed what this attempt read; back off, re-read, re-plan."""
+    """What this attempt read changed under it (someone else's entry); back off, re-plan."""
 
 
 class _Restart(Exception):
-    """This attempt changed the state itself (made room, fixed a link); re-read at once."""
+    """This attempt made room itself; re-read and re-plan at once."""
 
 
 class _NoRoom(Exception):
@@ -201,112 +168,62 @@ class _AclFull(Exception):
     """AWS refused the entry: the ACL holds its quota of rules in that direction."""
 
 
-# AWS counts rules per ACL, direction and IP version (the default rule and the ACL's own
-# rules included: 20 by default, 40 at most) and answers this when a create would exceed it.
-# moto has no such quota.
-ENTRY_LIMIT_EXCEEDED = "NetworkAclEntryLimitExceeded"
-
-
 # --------------------------------------------------------------------------- configuration
 
 
-def _json_strings(env: Mapping[str, str], name: str, default: Sequence[str]) -> tuple[str, ...]:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return tuple(default)
+def _json_strings(name: str, raw: Any) -> Any:
+    """A JSON list of strings from its variable (stripped); anything else as given."""
+    if not isinstance(raw, str):
+        return raw
     try:
         decoded = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name} is not valid JSON: {exc.msg}") from None
+        raise ValueError(f"{name} is not valid JSON: {exc.msg}") from None
     if not isinstance(decoded, list) or not all(isinstance(item, str) for item in decoded):
-        raise ConfigError(f"{name} must be a JSON list of strings, got {raw[:80]!r}")
+        raise ValueError(f"{name} must be a JSON list of strings, got {raw[:80]!r}")
     return tuple(item.strip() for item in decoded)
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    state_table: str
-    rule_range_start: int
-    rule_range_end: int
-    nacl_ids: tuple[str, ...] = ()
-    capacity: int = 10
-    directions: tuple[str, ...] = ("ingress",)
-    allowlist: tuple[addresses.IPNetwork, ...] = ()
-    block_ttl_seconds: int = DEFAULT_BLOCK_TTL_SECONDS
-    severity_threshold: float = DEFAULT_SEVERITY_THRESHOLD
-    notify_topic_arn: str = ""
-    block_ip_action_arn: str = ""
+class Config(engine.Settings):
+    rule_range_start: int = Field(alias="RULE_RANGE_START")
+    rule_range_end: int = Field(alias="RULE_RANGE_END")
+    nacl_ids: tuple[str, ...] = Field(default=(), alias="NACL_IDS")
+    capacity: int = Field(default=10, alias="CAPACITY")
+    directions: tuple[str, ...] = Field(default=("ingress",), alias="DIRECTIONS")
 
-    def __post_init__(self) -> None:
+    @field_validator("nacl_ids", "directions", mode="before")
+    @classmethod
+    def _lists(cls, raw: Any, info: ValidationInfo) -> Any:
+        return _json_strings(info.field_name.upper() if info.field_name else "", raw)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
         for nacl_id in self.nacl_ids:
             if not _NACL_ID.fullmatch(nacl_id):
-                raise ConfigError(f"NACL_IDS: {nacl_id!r} is not a network ACL id (acl-...)")
+                raise ValueError(f"NACL_IDS: {nacl_id!r} is not a network ACL id (acl-...)")
         if len(set(self.nacl_ids)) != len(self.nacl_ids):
-            raise ConfigError("NACL_IDS lists a network ACL twice")
+            raise ValueError("NACL_IDS lists a network ACL twice")
         if not MIN_RULE_NUMBER <= self.rule_range_start <= MAX_RULE_NUMBER:
-            raise ConfigError(
+            raise ValueError(
                 f"RULE_RANGE_START must be {MIN_RULE_NUMBER}..{MAX_RULE_NUMBER}, "
                 f"got {self.rule_range_start}"
             )
         if not self.rule_range_start <= self.rule_range_end <= MAX_RULE_NUMBER:
-            raise ConfigError(
+            raise ValueError(
                 f"RULE_RANGE_END must be {self.rule_range_start}..{MAX_RULE_NUMBER} "
                 f"(RULE_RANGE_START..{MAX_RULE_NUMBER}), got {self.rule_range_end}"
             )
         if not 1 <= self.capacity <= MAX_CAPACITY:
-            raise ConfigError(f"CAPACITY must be 1..{MAX_CAPACITY}, got {self.capacity}")
+            raise ValueError(f"CAPACITY must be 1..{MAX_CAPACITY}, got {self.capacity}")
         if (
             not self.directions
             or len(set(self.directions)) != len(self.directions)
             or not set(self.directions) <= set(DIRECTIONS)
         ):
-            raise ConfigError(
+            raise ValueError(
                 f'DIRECTIONS must be ["ingress"] or ["ingress", "egress"], got {self.directions}'
             )
-        if not MIN_TTL_SECONDS <= self.block_ttl_seconds <= MAX_TTL_SECONDS:
-            raise ConfigError(
-                f"BLOCK_TTL_SECONDS must be {MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}, "
-                f"got {self.block_ttl_seconds}"
-            )
-        if not 0 <= self.severity_threshold <= 10:
-            raise ConfigError(f"SEVERITY_THRESHOLD must be 0..10, got {self.severity_threshold}")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Config:
-        def required(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise ConfigError(f"environment variable {name} is required")
-            return value
-
-        def number(name: str, raw: str, kind: Callable[[str], Any]) -> Any:
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-
-        def optional(name: str, default: str, kind: Callable[[str], Any]) -> Any:
-            return number(name, env.get(name, "").strip() or default, kind)
-
-        try:
-            allowlist = addresses.parse_allowlist(env.get("ALLOWLIST_CIDRS", ""))
-        except ValueError as exc:
-            raise ConfigError(f"ALLOWLIST_CIDRS: {exc}") from None
-        return cls(
-            state_table=required("STATE_TABLE"),
-            rule_range_start=number("RULE_RANGE_START", required("RULE_RANGE_START"), int),
-            rule_range_end=number("RULE_RANGE_END", required("RULE_RANGE_END"), int),
-            nacl_ids=_json_strings(env, "NACL_IDS", []),
-            capacity=optional("CAPACITY", "10", int),
-            directions=_json_strings(env, "DIRECTIONS", ["ingress"]),
-            allowlist=allowlist,
-            block_ttl_seconds=optional("BLOCK_TTL_SECONDS", str(DEFAULT_BLOCK_TTL_SECONDS), int),
-            severity_threshold=optional(
-                "SEVERITY_THRESHOLD", str(DEFAULT_SEVERITY_THRESHOLD), float
-            ),
-            notify_topic_arn=env.get("NOTIFY_TOPIC_ARN", "").strip(),
-            block_ip_action_arn=env.get("BLOCK_IP_ACTION_ARN", "").strip(),
-        )
+        return self
 
     @property
     def rule_numbers(self) -> range:
@@ -337,7 +254,7 @@ def finding_subnets(resource: Mapping[str, Any]) -> list[str]:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Target:
-    """One direction of one network ACL: the unit that CAPACITY and seats apply to."""
+    """One direction of one network ACL: the unit that CAPACITY applies to."""
 
     nacl_id: str
     direction: str
@@ -396,45 +313,29 @@ class Row:
     target: Target
     cidr: str
     expires_at: int
-    seat: int | None
     rule_number: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Seat:
-    target: Target
-    index: int
-    cidr: str
-    rule_number: int | None
-    releasing: bool = False
 
 
 @dataclass
 class TargetState:
+    """The rows and rule items of one target, as read."""
+
     rows: dict[str, Row] = field(default_factory=dict)
-    seats: dict[int, Seat] = field(default_factory=dict)
+    rules: dict[int, str] = field(default_factory=dict)  # rule number -> CIDR
 
-    def seats_of(self, cidr: str) -> list[Seat]:
-        return sorted((s for s in self.seats.values() if s.cidr == cidr), key=lambda s: s.index)
-
-    def is_orphan(self, seat: Seat) -> bool:
-        """Not being released, yet no row links to it and none is about to (a row without
-        a seat adopts a seat naming its address)."""
-        if seat.releasing:
-            return False
-        row = self.rows.get(seat.cidr)
-        return row is None or (row.seat is not None and row.seat != seat.index)
+    def numbers_of(self, cidr: str) -> list[int]:
+        """Every number a rule item or the row names for ``cidr``, rule items first."""
+        row = self.rows.get(cidr)
+        named = [n for n, c in sorted(self.rules.items()) if c == cidr]
+        return _dedupe([*named, *([row.rule_number] if row and row.rule_number else [])])
 
     def owns(self, entry: Entry) -> bool:
-        """Is ``entry`` ours: does a seat, or failing that a row, name its number and CIDR?"""
+        """Is ``entry`` ours: does a rule item, or failing that a row, name it?"""
         if not entry.denies(entry.cidr):
             return False
         row = self.rows.get(entry.cidr)
-        if row is not None and row.rule_number == entry.rule_number:
-            return True
-        return any(
-            s.rule_number == entry.rule_number and s.cidr == entry.cidr for s in self.seats.values()
-        )
+        named_by_row = row is not None and row.rule_number == entry.rule_number
+        return named_by_row or self.rules.get(entry.rule_number) == entry.cidr
 
 
 # --------------------------------------------------------------------------- state table
@@ -444,36 +345,25 @@ def _row_key(target: Target, cidr: str) -> dict[str, Any]:
     return {"pk": {"S": f"{ROW_PREFIX}{target.key}#{cidr}"}}
 
 
-def _seat_key(target: Target, index: int) -> dict[str, Any]:
-    return {"pk": {"S": f"{SEAT_PREFIX}{target.key}#{index}"}}
+def _rule_key(target: Target, rule_number: int) -> dict[str, Any]:
+    return {"pk": {"S": f"{RULE_PREFIX}{target.key}#{rule_number}"}}
 
 
-def _seat_condition(seat: Seat) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """A condition that holds while ``seat`` is exactly as read (same address and number)."""
-    names = {"#cidr": "cidr", "#number": "rule_number"}
-    values: dict[str, Any] = {":cidr": {"S": seat.cidr}}
-    if seat.rule_number is None:
-        return "#cidr = :cidr AND attribute_not_exists(#number)", names, values
-    values[":seen"] = {"N": str(seat.rule_number)}
-    return "#cidr = :cidr AND #number = :seen", names, values
-
-
-def _parse_item(item: Mapping[str, Any]) -> Row | Seat | None:
-    """A row or seat from its item; ``None`` (logged) for one edited out of shape."""
+def _parse_item(item: Mapping[str, Any]) -> Row | tuple[Target, int, str] | None:
+    """A row, or a rule item as (target, number, cidr); ``None`` (logged) for one edited
+    out of shape."""
     pk = item["pk"]["S"]
-    prefix = ROW_PREFIX if pk.startswith(ROW_PREFIX) else SEAT_PREFIX
+    prefix = ROW_PREFIX if pk.startswith(ROW_PREFIX) else RULE_PREFIX
     try:
         nacl_id, direction, tail = pk.removeprefix(prefix).split("#", 2)
         if direction not in DIRECTIONS:
             raise ValueError(direction)
         target = Target(nacl_id, direction)
+        if prefix == RULE_PREFIX:
+            return target, int(tail), item["cidr"]["S"]
         number = item.get("rule_number")
-        rule_number = int(number["N"]) if number else None
-        if prefix == ROW_PREFIX:
-            seat = item.get("seat")
-            expires_at = int(item["expires_at"]["N"])
-            return Row(target, tail, expires_at, int(seat["N"]) if seat else None, rule_number)
-        return Seat(target, int(tail), item["cidr"]["S"], rule_number, "releasing" in item)
+        expires_at = int(item["expires_at"]["N"])
+        return Row(target, tail, expires_at, int(number["N"]) if number else None)
     except (KeyError, ValueError):
         logger.warning("skipping unreadable state item", extra={"item": item})
         return None
@@ -494,6 +384,13 @@ class StateTable:
             raise
         return True
 
+    def _item(self, key: dict[str, Any]) -> dict[str, Any]:
+        """The item now (strongly consistent); empty when there is none."""
+        item: dict[str, Any] = self._db.get_item(
+            TableName=self.name, Key=key, ConsistentRead=True
+        ).get("Item", {})
+        return item
+
     def upsert(
         self,
         target: Target,
@@ -505,67 +402,32 @@ class StateTable:
         now: int,
     ) -> int:
         """Record a block; returns the row's expiry, which never moves earlier."""
-        names = {
-            "#nacl": "nacl_id",
-            "#direction": "direction",
-            "#cidr": "cidr",
-            "#reason": "reason",
-            "#last": "last_seen",
-            "#first": "first_seen",
-            "#expires": "expires_at",
-            "#hits": "hit_count",
+        identity = {
+            "nacl_id": {"S": target.nacl_id},
+            "direction": {"S": target.direction},
+            "cidr": {"S": cidr},
         }
-        values: dict[str, Any] = {
-            ":nacl": {"S": target.nacl_id},
-            ":direction": {"S": target.direction},
-            ":cidr": {"S": cidr},
-            ":reason": {"S": reason},
-            ":now": {"N": str(now)},
-            ":expires": {"N": str(expires_at)},
-            ":one": {"N": "1"},
-        }
-        expression = (
-            "SET #nacl = :nacl, #direction = :direction, #cidr = :cidr, #reason = :reason, "
-            "#last = :now, #first = if_not_exists(#first, :now), "
-            "#expires = if_not_exists(#expires, :expires) ADD #hits :one"
+        return engine.upsert_row(
+            self._db,
+            self.name,
+            _row_key(target, cidr),
+            identity,
+            expires_at=expires_at,
+            reason=reason,
+            finding_ids=finding_ids,
+            now=now,
         )
-        if finding_ids:
-            names["#findings"] = "finding_ids"
-            values[":findings"] = {"SS": list(dict.fromkeys(finding_ids))}
-            expression += ", #findings :findings"
-        response = self._db.update_item(
-            TableName=self.name,
-            Key=_row_key(target, cidr),
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW",
-        )
-        current = int(response["Attributes"]["expires_at"]["N"])
-        if current >= expires_at:
-            return current
-        # DynamoDB has no max(); a conditional SET gives "extend, never shorten", and a
-        # failed condition means a concurrent writer extended it further already.
-        self._conditional(
-            self._db.update_item,
-            Key=_row_key(target, cidr),
-            UpdateExpression="SET #expires = :expires",
-            ConditionExpression="#expires < :expires",
-            ExpressionAttributeNames={"#expires": "expires_at"},
-            ExpressionAttributeValues={":expires": {"N": str(expires_at)}},
-        )
-        return expires_at
 
     def load(self, target: Target | None = None) -> dict[Target, TargetState]:
-        """Rows and seats (strongly consistent), of one target or of all, by target."""
+        """Rows and rule items (strongly consistent), of one target or of all, by target."""
         scope = f"{target.key}#" if target else ""
         request: dict[str, Any] = {
             "TableName": self.name,
             "ConsistentRead": True,
-            "FilterExpression": "begins_with(pk, :rows) OR begins_with(pk, :seats)",
+            "FilterExpression": "begins_with(pk, :rows) OR begins_with(pk, :rules)",
             "ExpressionAttributeValues": {
                 ":rows": {"S": f"{ROW_PREFIX}{scope}"},
-                ":seats": {"S": f"{SEAT_PREFIX}{scope}"},
+                ":rules": {"S": f"{RULE_PREFIX}{scope}"},
             },
         }
         states: dict[Target, TargetState] = {}
@@ -573,13 +435,11 @@ class StateTable:
             page = self._db.scan(**request)
             for item in page.get("Items", []):
                 parsed = _parse_item(item)
-                if parsed is None:
-                    continue
-                state = states.setdefault(parsed.target, TargetState())
                 if isinstance(parsed, Row):
-                    state.rows[parsed.cidr] = parsed
-                else:
-                    state.seats[parsed.index] = parsed
+                    states.setdefault(parsed.target, TargetState()).rows[parsed.cidr] = parsed
+                elif parsed is not None:
+                    where, number, cidr = parsed
+                    states.setdefault(where, TargetState()).rules[number] = cidr
             if "LastEvaluatedKey" not in page:
                 return states
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -587,164 +447,46 @@ class StateTable:
     def load_one(self, target: Target) -> TargetState:
         return self.load(target).get(target) or TargetState()
 
-    def seat(self, target: Target, index: int) -> Seat | None:
-        item = self._item(_seat_key(target, index))
-        parsed = _parse_item(item) if item else None
-        return parsed if isinstance(parsed, Seat) else None
+    def record_number(self, target: Target, cidr: str, rule_number: int) -> None:
+        """Write the entry's number on the row (for people, and a second proof)."""
+        self._conditional(
+            self._db.update_item,
+            Key=_row_key(target, cidr),
+            UpdateExpression="SET #number = :number",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#number": "rule_number"},
+            ExpressionAttributeValues={":number": {"N": str(rule_number)}},
+        )
 
-    def take_seat(self, target: Target, index: int, cidr: str) -> bool:
-        return self._conditional(
-            self._db.put_item,
+    def put_rule(self, target: Target, rule_number: int, cidr: str) -> None:
+        self._db.put_item(
+            TableName=self.name,
             Item={
-                **_seat_key(target, index),
+                **_rule_key(target, rule_number),
                 "nacl_id": {"S": target.nacl_id},
                 "direction": {"S": target.direction},
-                "seat": {"N": str(index)},
+                "rule_number": {"N": str(rule_number)},
                 "cidr": {"S": cidr},
             },
-            ConditionExpression="attribute_not_exists(pk)",
         )
 
-    def _item(self, key: dict[str, Any]) -> dict[str, Any]:
-        """The item now (strongly consistent); empty when there is none."""
-        item: dict[str, Any] = self._db.get_item(
-            TableName=self.name, Key=key, ConsistentRead=True
-        ).get("Item", {})
-        return item
-
-    def link_seat(self, target: Target, cidr: str, index: int) -> bool:
-        """Link the row to seat ``index``; ``True`` when it links there now.
-
-        A failed condition with the row linked to this very seat is this request's own
-        write, retried by botocore after a lost response, not a concurrent link.
-        """
-        key = _row_key(target, cidr)
-        return self._conditional(
-            self._db.update_item,
-            Key=key,
-            UpdateExpression="SET #seat = :seat",
-            ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#seat)",
-            ExpressionAttributeNames={"#seat": "seat"},
-            ExpressionAttributeValues={":seat": {"N": str(index)}},
-        ) or self._item(key).get("seat") == {"N": str(index)}
-
-    def record_number(self, target: Target, cidr: str, index: int, rule_number: int) -> bool:
-        return self._conditional(
-            self._db.update_item,
-            Key=_row_key(target, cidr),
-            UpdateExpression="SET #number = :number",
-            ConditionExpression="#seat = :seat",
-            ExpressionAttributeNames={"#seat": "seat", "#number": "rule_number"},
-            ExpressionAttributeValues={
-                ":seat": {"N": str(index)},
-                ":number": {"N": str(rule_number)},
-            },
-        )
-
-    def unlink_seat(self, target: Target, cidr: str, index: int) -> bool:
-        return self._conditional(
-            self._db.update_item,
-            Key=_row_key(target, cidr),
-            UpdateExpression="REMOVE #seat",
-            ConditionExpression="#seat = :seat",
-            ExpressionAttributeNames={"#seat": "seat"},
-            ExpressionAttributeValues={":seat": {"N": str(index)}},
-        )
-
-    def number_seat(self, seat: Seat, rule_number: int) -> bool:
-        condition, names, values = _seat_condition(seat)
-        return self._conditional(
-            self._db.update_item,
-            Key=_seat_key(seat.target, seat.index),
-            UpdateExpression="SET #number = :number",
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={**values, ":number": {"N": str(rule_number)}},
-        )
-
-    def drop_unused_seat(self, seat: Seat) -> bool:
-        """Give back a seat just taken, before it was numbered."""
-        condition, names, values = _seat_condition(seat)
-        return self._conditional(
+    def forget_rule(self, target: Target, rule_number: int, cidr: str) -> None:
+        """Drop the rule item of ``rule_number`` if it names ``cidr`` (and no other)."""
+        self._conditional(
             self._db.delete_item,
-            Key=_seat_key(seat.target, seat.index),
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-
-    def mark_releasing(self, seat: Seat, heir: str | None) -> bool:
-        """Mark ``seat`` (exactly as read) as being released; ``True`` if this call did.
-
-        The mark is a token of this call, so that a failed condition can tell this call's
-        own mark, written by an attempt whose response was lost and retried by botocore,
-        from a concurrent remover's: only the first lets the release go on.
-        """
-        token = uuid.uuid4().hex
-        condition, names, values = _seat_condition(seat)
-        names["#releasing"] = "releasing"
-        values[":token"] = {"S": token}
-        expression = "SET #releasing = :token"
-        if heir is not None:
-            names["#heir"] = "heir"
-            values[":heir"] = {"S": heir}
-            expression += ", #heir = :heir"
-        key = _seat_key(seat.target, seat.index)
-        return self._conditional(
-            self._db.update_item,
-            Key=key,
-            UpdateExpression=expression,
-            ConditionExpression=f"{condition} AND attribute_not_exists(#releasing)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        ) or self._item(key).get("releasing") == {"S": token}
-
-    def unmark_releasing(self, seat: Seat) -> bool:
-        """Undo :meth:`mark_releasing` when the eviction it started lost its race."""
-        return self._conditional(
-            self._db.update_item,
-            Key=_seat_key(seat.target, seat.index),
-            UpdateExpression="REMOVE #releasing, #heir",
-            ConditionExpression="attribute_exists(#releasing) AND #cidr = :cidr",
-            ExpressionAttributeNames={"#releasing": "releasing", "#heir": "heir", "#cidr": "cidr"},
-            ExpressionAttributeValues={":cidr": {"S": seat.cidr}},
-        )
-
-    def finish_release(self, seat: Seat, heir: str | None) -> bool:
-        """Delete the releasing seat, or hand it and its rule number to ``heir``.
-
-        The number passes with the seat: a seat names it throughout, so no other writer
-        ever sees it free and races the heir for it.
-        """
-        names = {"#releasing": "releasing", "#cidr": "cidr"}
-        values: dict[str, Any] = {":cidr": {"S": seat.cidr}}
-        condition = "attribute_exists(#releasing) AND #cidr = :cidr"
-        if heir is None:
-            return self._conditional(
-                self._db.delete_item,
-                Key=_seat_key(seat.target, seat.index),
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        names["#heir"] = "heir"
-        values[":heir"] = {"S": heir}
-        return self._conditional(
-            self._db.update_item,
-            Key=_seat_key(seat.target, seat.index),
-            UpdateExpression="SET #cidr = :heir REMOVE #releasing, #heir",
-            ConditionExpression=f"{condition} AND #heir = :heir",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
+            Key=_rule_key(target, rule_number),
+            ConditionExpression="#cidr = :cidr",
+            ExpressionAttributeNames={"#cidr": "cidr"},
+            ExpressionAttributeValues={":cidr": {"S": cidr}},
         )
 
     def delete_row_if_unchanged(self, row: Row) -> bool:
         """Delete the row as read; ``True`` once it is gone, ``False`` while it stands
-        re-blocked (a concurrent writer moved its expiry).
+        re-blocked (its expiry moved since it was read).
 
         A failed condition on a row that no longer exists is not a re-block: the row was
-        deleted, by a concurrent unblock or by this very request, whose first attempt
-        succeeded and whose response was lost before botocore retried it.
+        deleted, by this very request, whose first attempt succeeded and whose response
+        was lost before botocore retried it.
         """
         if self._conditional(
             self._db.delete_item,
@@ -779,24 +521,69 @@ class StateTable:
         )
         if started:
             return now
-        found = self._db.get_item(TableName=self.name, Key=key, ConsistentRead=True)
-        return int(found.get("Item", {}).get("first_seen", {}).get("N", now))
+        return int(self._item(key).get("first_seen", {}).get("N", now))
 
     def forget_orphan(self, target: Target, entry: Entry) -> None:
         key = {"pk": {"S": f"{ORPHAN_PREFIX}{target.key}#{entry.rule_number}#{entry.cidr}"}}
         self._db.delete_item(TableName=self.name, Key=key)
 
     def drop_acl(self, nacl_id: str) -> int:
-        """Delete every row and seat of an ACL that no longer exists; the rows dropped."""
+        """Delete every row and rule item of an ACL that no longer exists; rows dropped."""
         dropped = 0
         for target, state in self.load().items():
             if target.nacl_id != nacl_id:
                 continue
             for cidr in state.rows:
                 dropped += self.delete_row(target, cidr)
-            for seat in state.seats.values():
-                self._db.delete_item(TableName=self.name, Key=_seat_key(target, seat.index))
+            for number in state.rules:
+                self._db.delete_item(TableName=self.name, Key=_rule_key(target, number))
         return dropped
+
+    # ----------------------------------------------------------------------- the lease
+
+    def take_lease(self, nacl_id: str, token: str, now: int) -> bool:
+        """Hold the ACL's lease with ``token``: ``True`` if it is ours now."""
+        key = {"pk": {"S": f"{LEASE_PREFIX}{nacl_id}"}}
+        try:
+            self._db.put_item(
+                TableName=self.name,
+                Item={**key, "owner": {"S": token}, "expires_at": {"N": str(now + LEASE_SECONDS)}},
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not aws.is_conditional_failure(exc):
+                raise
+            # The lease as it stands: this very put, retried after its answer was lost,
+            # finds its own token there.
+            return bool(exc.response.get("Item", {}).get("owner") == {"S": token})
+        return True
+
+    def renew_lease(self, nacl_id: str, token: str, now: int) -> bool:
+        """Extend the lease if ``token`` still holds it; ``False`` once another does."""
+        return self._conditional(
+            self._db.update_item,
+            Key={"pk": {"S": f"{LEASE_PREFIX}{nacl_id}"}},
+            UpdateExpression="SET expires_at = :until",
+            ConditionExpression="#owner = :token",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={
+                ":token": {"S": token},
+                ":until": {"N": str(now + LEASE_SECONDS)},
+            },
+        )
+
+    def release_lease(self, nacl_id: str, token: str) -> None:
+        """Give the lease back; a failed condition means it was no longer ours (taken
+        over, or released by this request's own first attempt)."""
+        self._conditional(
+            self._db.delete_item,
+            Key={"pk": {"S": f"{LEASE_PREFIX}{nacl_id}"}},
+            ConditionExpression="#owner = :token",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":token": {"S": token}},
+        )
 
 
 # --------------------------------------------------------------------------- network ACLs
@@ -848,14 +635,10 @@ class NetworkAcls:
     def create_deny(self, target: Target, rule_number: int, cidr: str) -> bool:
         """Deny ``cidr`` at ``rule_number``; ``False`` when another entry holds the number.
 
-        An error does not prove the entry absent. ``NetworkAclEntryAlreadyExists`` for an
-        entry that is exactly this deny is typically this very call, whose first attempt
-        succeeded but whose response was lost, retried by botocore; an error botocore
-        could not parse or a dropped connection may follow a create that landed too. So a
-        fresh read decides: the deny in place means created. Reporting it as "taken" (or
-        raising) would skip the check that follows every creation and could leave the
-        entry behind with nothing naming it. The caller's seat names the number, and no
-        other seat may, so an identical entry there is the seat's own.
+        An error does not prove the entry absent: ``NetworkAclEntryAlreadyExists`` for an
+        entry that is exactly this deny is this very call retried by botocore after a
+        lost response (or the same deny created by a holder that outlived its lease), and
+        a dropped connection may follow a create that landed. A fresh read decides.
         """
         block = "Ipv6CidrBlock" if ":" in cidr else "CidrBlock"
         try:
@@ -886,12 +669,10 @@ class NetworkAcls:
     def delete(self, target: Target, rule_number: int) -> None:
         """Remove the entry at ``rule_number``; done once no entry holds that number.
 
-        Two removers of one entry (a released seat's remover and its creator) may race,
-        and a delete whose response was lost is retried by botocore: either way the second
-        request finds nothing. AWS answers ``InvalidNetworkAclEntry.NotFound``; moto
-        answers an HTML 500 that botocore cannot parse (its lookup raises StopIteration).
-        Whatever the error, a fresh read decides: the entry gone is success, the entry
-        still there re-raises.
+        A delete whose response was lost is retried by botocore and finds nothing: AWS
+        answers ``InvalidNetworkAclEntry.NotFound``; moto an HTML 500 botocore cannot
+        parse. Whatever the error, a fresh read decides: the entry gone is success, the
+        entry still there re-raises.
         """
         try:
             self._ec2.delete_network_acl_entry(
@@ -903,16 +684,16 @@ class NetworkAcls:
                 raise
 
 
-# --------------------------------------------------------------------------- placement
+# --------------------------------------------------------------------------- the writer
 
 
-def _dedupe(items: Iterable[str]) -> list[str]:
+def _dedupe(items: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(items))
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where a block's entry is; ``rule_number`` ``None``: it was withdrawn meanwhile."""
+    """Where a block's entry is; ``rule_number`` ``None``: its row was withdrawn."""
 
     rule_number: int | None
     created: bool
@@ -927,13 +708,52 @@ class Eviction:
 
 
 class Blocker:
-    """Places, evicts, releases and sweeps entries of one remediator configuration."""
+    """Places, evicts, removes and sweeps the entries of one configuration.
+
+    Every write happens inside :meth:`holding` the ACL's lease, and is preceded by
+    :meth:`_own` (renew the lease, or stop with :class:`LeaseLost`).
+    """
 
     def __init__(self, config: Config, clock: Clock) -> None:
         self.config = config
         self.clock = clock
         self.table = StateTable(config.state_table)
         self.acls = NetworkAcls()
+        self._held: dict[str, str] = {}  # nacl id -> lease token
+
+    @contextmanager
+    def holding(self, nacl_id: str) -> Iterator[None]:
+        """Hold the lease of ``nacl_id`` for the block; released however it ends."""
+        token = uuid.uuid4().hex
+        attempts = blocking.Attempts(self.clock, LEASE_ATTEMPTS, cap=LEASE_BACKOFF_CAP_SECONDS)
+        for attempt in attempts:
+            if self.table.take_lease(nacl_id, token, int(self.clock.now())):
+                break
+            if not attempts.wait(attempt):
+                raise LeaseBusy(
+                    f"network ACL {nacl_id} is being written by another invocation "
+                    f"{attempts.summary()}; Lambda retries the event"
+                )
+        self._held[nacl_id] = token
+        try:
+            yield
+        finally:
+            del self._held[nacl_id]
+            try:
+                self.table.release_lease(nacl_id, token)
+            except (ClientError, BotoCoreError):
+                logger.warning("lease not released; it expires", extra={"nacl_id": nacl_id})
+
+    def _own(self, target: Target) -> None:
+        """Check (and renew) this invocation's lease on ``target``'s ACL before a write."""
+        token = self._held.get(target.nacl_id)
+        if token is None or not self.table.renew_lease(
+            target.nacl_id, token, int(self.clock.now())
+        ):
+            raise LeaseLost(
+                f"the lease of {target.nacl_id} expired and another writer holds it; "
+                "nothing more is written, Lambda retries the event and the sweep reconciles"
+            )
 
     def _read(self, target: Target) -> Acl:
         acl = self.acls.read(target.nacl_id)
@@ -951,7 +771,7 @@ class Blocker:
         read right after a create may miss the entry, and one right after a delete may
         still show it. One read is not proof of either.
         """
-        attempts = Attempts(self.clock, VERIFY_READS)
+        attempts = blocking.Attempts(self.clock, VERIFY_READS)
         entry: Entry | None = None
         for attempt in attempts:
             acl = self.acls.read(target.nacl_id)
@@ -960,67 +780,51 @@ class Blocker:
                 break
         return entry
 
-    def _delete_if_denies(self, target: Target, rule_number: int, cidr: str) -> bool | None:
-        """Remove the entry at ``rule_number`` if it is still our deny of ``cidr``.
+    def _remove_entry(self, target: Target, rule_number: int, cidr: str) -> bool | None:
+        """Remove our deny of ``cidr`` at ``rule_number``, then its rule item.
 
         ``True``: removed and seen gone; ``False``: no such deny, after reading until it
         showed or the reads ran out; ``None``: deleted but still shown when the reads ran
-        out, so the caller keeps the seat marked and the next sweep finishes the job.
+        out, so the rule item stays and the next sweep finishes the job.
         """
         entry = self._settled_entry(target, rule_number, lambda e: e is not None)
-        if entry is None or not entry.denies(cidr):
-            return False
-        self.acls.delete(target, rule_number)
-        if self._settled_entry(target, rule_number, lambda e: e is None) is not None:
-            logger.warning(
-                "deleted entry still shown; the next sweep checks again",
-                extra={"target": str(target), "rule_number": rule_number},
-            )
-            return None
-        return True
-
-    def release(self, seat: Seat, heir: str | None = None) -> int | None:
-        """Remove ``seat``'s entry, then the seat (or hand it to ``heir``); the rule number
-        removed, if any.
-
-        The seat is marked first, so at every step until its entry is gone a seat still
-        names the entry and proves it ours: a remover that stops half-way leaves work the
-        next sweep finishes, never an entry that looks foreign. If the seat changed since it
-        was read, whoever changed it owns the follow-up.
-        """
-        if not seat.releasing and not self.table.mark_releasing(seat, heir):
-            return None
-        removed = None
-        if seat.rule_number is not None:
-            deleted = self._delete_if_denies(seat.target, seat.rule_number, seat.cidr)
-            if deleted is None:
-                return None  # the seat stays marked: the next sweep verifies and finishes
-            removed = seat.rule_number if deleted else None
-        self.table.finish_release(seat, heir)
+        removed = entry is not None and entry.denies(cidr)
+        if removed:
+            self._own(target)
+            self.acls.delete(target, rule_number)
+            if self._settled_entry(target, rule_number, lambda e: e is None) is not None:
+                logger.warning(
+                    "deleted entry still shown; the next sweep checks again",
+                    extra={"target": str(target), "rule_number": rule_number},
+                )
+                return None
+        self._own(target)
+        self.table.forget_rule(target, rule_number, cidr)
         return removed
 
     def remove_entries(self, target: Target, cidr: str, state: TargetState) -> list[int]:
-        """Release the seats of ``cidr`` and remove its entries; the rule numbers removed.
-
-        Call it once the row is gone. An entry only the row names (its seat was lost) goes
-        too, unless a seat names that number now.
-        """
-        removed = [n for seat in state.seats_of(cidr) if (n := self.release(seat)) is not None]
-        row = state.rows.get(cidr)
-        number = row.rule_number if row else None
-        if (
-            number is not None
-            and number not in removed
-            and all(s.rule_number != number for s in state.seats.values())
-            and self._delete_if_denies(target, number, cidr)
-        ):
-            removed.append(number)
-        return removed
+        """Remove every entry of ``cidr`` that a rule item or its row names; the numbers
+        removed. Call it once the row is gone."""
+        return [n for n in state.numbers_of(cidr) if self._remove_entry(target, n, cidr)]
 
     def withdraw(self, target: Target, cidr: str, state: TargetState) -> list[int]:
-        """Drop the block of ``cidr`` (row, seats, entries); the rule numbers removed."""
+        """Drop the block of ``cidr`` (row, rule items, entries); the numbers removed."""
+        self._own(target)
         self.table.delete_row(target, cidr)
         return self.remove_entries(target, cidr, state)
+
+    def record(self, target: Target, cidr: str, job: engine.Job) -> int:
+        """Record (or extend) the block of ``cidr``; its expiry."""
+        self._own(target)
+        now = int(self.clock.now())
+        return self.table.upsert(
+            target,
+            cidr,
+            expires_at=now + job.ttl_seconds,
+            reason=job.reason,
+            finding_ids=job.finding_ids,
+            now=now,
+        )
 
     def place(
         self, target: Target, cidr: str, *, keep: frozenset[str], evicted: list[Eviction]
@@ -1029,10 +833,11 @@ class Blocker:
 
         ``keep``: addresses of the same request, never evicted to make room for each other.
         Raises :class:`_NoRoom` when nothing may be evicted and no number is free,
-        :class:`_AclGone`, or :class:`PlacementError` when the attempts run out.
+        :class:`_AclFull`, :class:`_AclGone`, or :class:`PlacementError` when the attempts
+        run out (someone else's entries keep landing on the numbers chosen).
         """
         last_error = ""
-        attempts = Attempts(self.clock, MAX_ATTEMPTS)
+        attempts = blocking.Attempts(self.clock, MAX_ATTEMPTS)
         for attempt in attempts:
             try:
                 return self._place_once(target, cidr, keep, evicted)
@@ -1054,147 +859,69 @@ class Blocker:
     def _place_once(
         self, target: Target, cidr: str, keep: frozenset[str], evicted: list[Eviction]
     ) -> Placement:
-        # The ACL first, the table second: an entry seen in the ACL had its seat numbered
-        # before it was created, so the later table read shows that seat.
         acl = self._read(target)
         state = self.table.load_one(target)
         row = state.rows.get(cidr)
         if row is None:
             return Placement(None, created=False)
-        seat = self._seat_for(target, acl, state, row, keep, evicted)
-        number = seat.rule_number
-        if number is not None:
+        mine = state.numbers_of(cidr)
+        for number in mine:
             entry = acl.entry(target, number)
             if entry is not None and entry.denies(cidr):
-                return self._placed(row, seat, number, created=False)
-            if entry is not None:
-                number = None  # taken meanwhile, by hand or by a writer that won the race
-        if number is None:
-            adopted = self._adoptable(target, acl, state, row, seat)
-            number = adopted if adopted is not None else self._free_number(target, acl, state, seat)
-            if number is None:
-                self.make_room(target, acl, state, keep, evicted)
-            if not self.table.number_seat(seat, number):
-                raise _Conflict(f"seat {seat.index} changed while numbering it")
-            if adopted is not None:
-                return self._placed(row, seat, adopted, created=False)
-        if not self.acls.create_deny(target, number, cidr):
+                # In place; a rule item lost by hand is written again (taken back).
+                return self._placed(target, row, state, number, created=False)
+        held = {n: c for n, c in state.rules.items() if c != cidr}
+        if len(held) >= self.config.capacity:
+            self.evict(target, acl, state, keep, evicted)
+        taken = {e.rule_number for e in acl.in_range(target, self.config.rule_numbers)}
+        taken |= held.keys()
+        # A number a rule item already names for this address comes first: a create still
+        # in flight from a holder that outlived its lease then lands on the same entry.
+        free = [n for n in mine if n in self.config.rule_numbers and n not in taken]
+        free += [n for n in self.config.rule_numbers if n not in taken]
+        if not free:
+            self.evict(target, acl, state, keep, evicted)
+        number = free[0]
+        if state.rules.get(number) != cidr:
+            self._own(target)
+            self.table.put_rule(target, number, cidr)
+        self._own(target)
+        try:
+            created = self.acls.create_deny(target, number, cidr)
+        except _AclFull:
+            self.table.forget_rule(target, number, cidr)
+            raise
+        if not created:
+            self._own(target)
+            self.table.forget_rule(target, number, cidr)
             raise _Conflict(f"rule {number} was taken")
-        current = self.table.seat(target, seat.index)
-        if current is None or (current.cidr, current.rule_number, current.releasing) != (
-            cidr,
-            number,
-            False,
-        ):
-            self._delete_if_denies(target, number, cidr)
-            raise _Conflict(f"seat {seat.index} was released while its entry was created")
-        return self._placed(row, seat, number, created=True)
+        return self._placed(target, row, state, number, created=True)
 
-    def _placed(self, row: Row, seat: Seat, number: int, *, created: bool) -> Placement:
+    def _placed(
+        self, target: Target, row: Row, state: TargetState, number: int, *, created: bool
+    ) -> Placement:
+        if state.rules.get(number) != row.cidr:
+            self._own(target)
+            self.table.put_rule(target, number, row.cidr)
         if row.rule_number != number:
-            # Informational (and the fallback proof of ownership): a lost race here only
-            # means the row is being re-placed, which records the number again.
-            self.table.record_number(row.target, row.cidr, seat.index, number)
+            self._own(target)
+            self.table.record_number(target, row.cidr, number)
         return Placement(number, created=created)
 
-    def _adoptable(
-        self, target: Target, acl: Acl, state: TargetState, row: Row, seat: Seat
-    ) -> int | None:
-        """The row's recorded number, if our entry is still there and no other seat names it.
-
-        That is the entry of a seat that was lost (deleted by hand): take it back rather
-        than deny the same address twice and leave the old entry looking foreign.
-        """
-        number = row.rule_number
-        if number is None:
-            return None
-        entry = acl.entry(target, number)
-        if entry is None or not entry.denies(row.cidr):
-            return None
-        if any(s.rule_number == number for s in state.seats.values() if s.index != seat.index):
-            return None
-        return number
-
-    def _seat_for(
-        self,
-        target: Target,
-        acl: Acl,
-        state: TargetState,
-        row: Row,
-        keep: frozenset[str],
-        evicted: list[Eviction],
-    ) -> Seat:
-        mine = [s for s in state.seats_of(row.cidr) if not s.releasing]
-        if row.seat is not None:
-            linked = state.seats.get(row.seat)
-            if linked is not None and linked.cidr == row.cidr and not linked.releasing:
-                for other in mine:
-                    if other.index != linked.index:
-                        self.release(other)  # lost the link race for this same address
-                return linked
-            self.table.unlink_seat(target, row.cidr, row.seat)
-            raise _Restart
-        if mine:
-            # A writer for this address took a seat and stopped before linking it.
-            if self.table.link_seat(target, row.cidr, mine[0].index):
-                return mine[0]
-            raise _Conflict("the row was linked concurrently")
-        if len(state.seats) >= self.config.capacity:
-            # The freed seat goes straight to this address, so no other writer can take it
-            # between the eviction and the next read.
-            self.make_room(target, acl, state, keep, evicted, heir=row.cidr)
-        index = min(set(range(self.config.capacity)) - state.seats.keys())
-        if not self.table.take_seat(target, index, row.cidr):
-            raise _Conflict(f"seat {index} was taken")
-        seat = Seat(target, index, row.cidr, None)
-        if not self.table.link_seat(target, row.cidr, index):
-            self.table.drop_unused_seat(seat)
-            raise _Conflict("the row was linked or withdrawn concurrently")
-        return seat
-
-    def _free_number(self, target: Target, acl: Acl, state: TargetState, seat: Seat) -> int | None:
-        taken = {entry.rule_number for entry in acl.in_range(target, self.config.rule_numbers)}
-        taken |= {
-            s.rule_number
-            for s in state.seats.values()
-            if s.index != seat.index and s.rule_number is not None
-        }
-        # Each seat has its own preferred number, so writers holding different seats do
-        # not all reach for the lowest free one at once.
-        preferred = self.config.rule_range_start + seat.index
-        if preferred in self.config.rule_numbers and preferred not in taken:
-            return preferred
-        return next((n for n in self.config.rule_numbers if n not in taken), None)
-
-    def make_room(
+    def evict(
         self,
         target: Target,
         acl: Acl,
         state: TargetState,
         keep: frozenset[str],
         evicted: list[Eviction],
-        heir: str | None = None,
-    ) -> NoReturn:
-        """Free one seat and its number (the seat going to ``heir``), then restart.
+    ) -> None:
+        """Remove the entry of the block expiring first, then restart the placement.
 
-        The block expiring first goes. A seat no row links to has no recorded expiry, so it
-        goes before any block. Among blocks expiring together, one whose entry is already
-        in place goes before one still being placed (so concurrent writers rarely undo each
-        other's work), then any at random (so they do not all pick the same one).
+        An entry no row stands behind has no recorded expiry, so it goes first.
         """
-        orphans = sorted(
-            (s for s in state.seats.values() if state.is_orphan(s)), key=lambda s: s.index
-        )
-        if orphans:
-            seat = orphans[0]
-            number = self.release(seat, heir)
-            if number is not None:
-                evicted.append(Eviction(target, seat.cidr, number, None))
-            raise _Restart
-        candidates = [s for s in state.seats.values() if not s.releasing and s.cidr not in keep]
+        candidates = [(n, c) for n, c in state.rules.items() if c not in keep]
         if not candidates:
-            if any(s.releasing for s in state.seats.values()):
-                raise _Conflict("waiting for seats being released")
             foreign = [
                 e for e in acl.in_range(target, self.config.rule_numbers) if not state.owns(e)
             ]
@@ -1204,44 +931,44 @@ class Blocker:
                 "by entries it did not create)"
             )
 
-        def order(seat: Seat) -> tuple[int, bool, float]:
-            entry = acl.entry(target, seat.rule_number) if seat.rule_number is not None else None
-            in_place = entry is not None and entry.denies(seat.cidr)
-            return state.rows[seat.cidr].expires_at, not in_place, random.random()
+        def order(candidate: tuple[int, str]) -> tuple[int, int]:
+            row = state.rows.get(candidate[1])
+            return (row.expires_at if row else -1, candidate[0])
 
-        seat = min(candidates, key=order)
-        row = state.rows[seat.cidr]
-        # The seat is marked before the row goes: in between, other writers see a seat
-        # being released, not an orphan they could take for themselves.
-        if not self.table.mark_releasing(seat, heir):
-            raise _Conflict(f"seat {seat.index} was changed or evicted concurrently")
-        if not self.table.delete_row_if_unchanged(row):
-            self.table.unmark_releasing(seat)
-            raise _Conflict(f"{row.cidr} was re-blocked while being evicted")
-        self.release(replace(seat, releasing=True), heir)
-        evicted.append(Eviction(target, seat.cidr, seat.rule_number, row.expires_at))
+        number, cidr = min(candidates, key=order)
+        row = state.rows.get(cidr)
+        if row is not None:
+            self._own(target)
+            if not self.table.delete_row_if_unchanged(row):
+                raise _Conflict(f"{cidr} was re-blocked while being evicted")
+        self.remove_entries(target, cidr, state)
+        evicted.append(Eviction(target, cidr, number, row.expires_at if row else None))
         raise _Restart
 
     def in_place(self, row: Row, acl: Acl, state: TargetState) -> bool:
-        seat = state.seats.get(row.seat) if row.seat is not None else None
-        if seat is None or seat.cidr != row.cidr or seat.rule_number is None:
-            return False
-        entry = acl.entry(row.target, seat.rule_number)
-        return entry is not None and entry.denies(row.cidr)
+        for number in state.numbers_of(row.cidr):
+            entry = acl.entry(row.target, number)
+            if entry is not None and entry.denies(row.cidr) and state.rules.get(number) == row.cidr:
+                return True
+        return False
 
     def sweep_target(self, target: Target, now: int, out: _Sweep) -> None:
         """Reconcile one ACL direction with the table, both ways; report what it saw."""
-        numbers = self.config.rule_numbers
         # Expired blocks. DynamoDB TTL deletes rows lazily (typically within days), so
         # expiry is decided here from expires_at, never from a row's absence alone.
         # Blocks the allowlist covers now: it changed since they were written, and no
         # block may outlive that (nor be re-created below).
         state = self.table.load_one(target)
         for row in sorted(state.rows.values(), key=lambda r: r.cidr):
-            lifted = None if row.expires_at <= now else lift_reason(row.cidr, self.config.allowlist)
-            if (row.expires_at > now and lifted is None) or not self.table.delete_row_if_unchanged(
-                row
-            ):
+            lifted = (
+                None
+                if row.expires_at <= now
+                else blocking.lift_reason(row.cidr, self.config.allowlist)
+            )
+            if row.expires_at > now and lifted is None:
+                continue
+            self._own(target)
+            if not self.table.delete_row_if_unchanged(row):
                 continue
             removed = self.remove_entries(target, row.cidr, state)
             number = removed[0] if removed else None
@@ -1253,29 +980,28 @@ class Blocker:
                 number,
                 f"Unblocked {row.cidr} in {target}{rule}: {lifted or 'its block expired'}",
             )
-        # Seats no block stands behind: the row was deleted by hand or by TTL, or a remover
-        # stopped half-way.
+        # Rule items no block stands behind: the row was deleted by hand or by TTL, or a
+        # remover stopped half-way.
         state = self.table.load_one(target)
-        for seat in sorted(state.seats.values(), key=lambda s: s.index):
-            if not (seat.releasing or state.is_orphan(seat)):
+        for number, cidr in sorted(state.rules.items()):
+            if cidr in state.rows or not self._remove_entry(target, number, cidr):
                 continue
-            if (number := self.release(seat)) is not None:
-                out.entry(
-                    "removedUnrecorded",
-                    target,
-                    seat.cidr,
-                    number,
-                    f"Removed rule {number} ({seat.cidr}) from {target}: no unexpired block "
-                    "is recorded for it",
-                )
-        # Over CAPACITY: it was lowered since the seats were taken. Each round frees a seat.
+            out.entry(
+                "removedUnrecorded",
+                target,
+                cidr,
+                number,
+                f"Removed rule {number} ({cidr}) from {target}: no unexpired block is "
+                "recorded for it",
+            )
+        # Over CAPACITY: it was lowered since the entries were placed.
         evicted: list[Eviction] = []
-        for _ in range(len(state.seats)):
+        for _ in range(len(state.rules)):
             state = self.table.load_one(target)
-            if len(state.seats) <= self.config.capacity:
+            if len(state.rules) <= self.config.capacity:
                 break
             try:
-                self.make_room(target, self._read(target), state, frozenset(), evicted)
+                self.evict(target, self._read(target), state, frozenset(), evicted)
             except _Restart:
                 continue
             except (_Conflict, _NoRoom):
@@ -1312,12 +1038,12 @@ class Blocker:
                     f"Re-created rule {placement.rule_number} for {row.cidr} in {target}: its "
                     "block is recorded but the entry was missing",
                 )
-        # Entries in the range that neither a seat nor a row proves ours: reported by
+        # Entries in the range that neither a rule item nor a row proves ours: reported by
         # every sweep and never touched, except one of exactly our form left unrecorded
         # for ORPHAN_GRACE_SECONDS, which is ours whose record was lost.
         acl = self._read(target)
         state = self.table.load_one(target)
-        for entry in acl.in_range(target, numbers):
+        for entry in acl.in_range(target, self.config.rule_numbers):
             if state.owns(entry):
                 continue
             if not entry.has_our_form:
@@ -1327,7 +1053,7 @@ class Blocker:
             if now < since + ORPHAN_GRACE_SECONDS:
                 out.foreign(target, entry, remove_after=since + ORPHAN_GRACE_SECONDS)
                 continue
-            if self._delete_if_denies(target, entry.rule_number, entry.cidr):
+            if self._remove_entry(target, entry.rule_number, entry.cidr):
                 self.table.forget_orphan(target, entry)
                 out.entry(
                     "removedOrphan",
@@ -1336,7 +1062,7 @@ class Blocker:
                     entry.rule_number,
                     f"Removed rule {entry.rule_number} (deny {entry.cidr}) from {target}: it "
                     "is exactly a deny this remediator writes, inside its range, and no block "
-                    f"has been recorded for it since {iso(since)}",
+                    f"has been recorded for it since {blocking.iso(since)}",
                 )
 
 
@@ -1359,7 +1085,7 @@ def _eviction_line(eviction: Eviction, config: Config) -> str:
     why = (
         "no block was recorded for it"
         if eviction.expires_at is None
-        else f"it was due to expire first ({iso(eviction.expires_at)})"
+        else f"it was due to expire first ({blocking.iso(eviction.expires_at)})"
     )
     return (
         f"Evicted {eviction.cidr} (rule {eviction.rule_number}) from {eviction.target} to stay "
@@ -1386,36 +1112,33 @@ class Blocked:
 
 
 @dataclass
-class _Outcome:
+class _Outcome(engine.Tally):
     blocked: list[Blocked] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
     evicted: list[Eviction] = field(default_factory=list)
-    acl_arns: list[str] = field(default_factory=list)
 
     def result(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "status": "processed",
-            **extra,
-            "blocked": [
+        return self.fields(
+            [
                 {
                     "address": b.cidr,
                     "networkAclId": b.target.nacl_id,
                     "direction": b.target.direction,
                     "ruleNumber": b.rule_number,
-                    "expiresAt": iso(b.expires_at),
+                    "expiresAt": blocking.iso(b.expires_at),
                 }
                 for b in self.blocked
             ],
-            "rejected": [{"address": a, "reason": r} for a, r in self.rejected],
-            "evicted": [_eviction_result(e) for e in self.evicted],
-        }
+            [_eviction_result(e) for e in self.evicted],
+            **extra,
+        )
 
     def actions(self, config: Config) -> list[str]:
         lines = [
-            f"Denied {b.cidr} in {b.target} as rule {b.rule_number} until {iso(b.expires_at)}"
+            f"Denied {b.cidr} in {b.target} as rule {b.rule_number} until "
+            f"{blocking.iso(b.expires_at)}"
             if b.created
             else f"{b.cidr} was already denied in {b.target} as rule {b.rule_number}; "
-            f"blocked until {iso(b.expires_at)}"
+            f"blocked until {blocking.iso(b.expires_at)}"
             for b in self.blocked
         ]
         lines += [f"Did not block {address}: {reason}" for address, reason in self.rejected]
@@ -1426,15 +1149,38 @@ class _Outcome:
     def addresses_blocked(self) -> int:
         return len({b.cidr for b in self.blocked})
 
+    def tally(self, ttl_seconds: int) -> str:
+        return (
+            f"{self.addresses_blocked} denied for {ttl_seconds} s, {len(self.rejected)} "
+            f"rejection(s), {len(self.evicted)} eviction(s)."
+        )
 
-def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
-    if not report.wanted(config.notify_topic_arn):
-        return False
-    message = report.remediation_report(
-        function=FUNCTION_NAME, now=datetime.fromtimestamp(clock.now(), UTC), **fields
-    )
-    report.publish(config.notify_topic_arn, message)
-    return True
+
+class NaclPoint(engine.Point["_Outcome"]):
+    """Network ACL entries: an inbound attacker at ingress (and egress when enabled), an
+    outbound malicious destination at egress only; CAPACITY per ACL and direction."""
+
+    function, verb, where = FUNCTION_NAME, "Denied", "in network ACLs"
+    outcome = _Outcome
+
+    def finding_subnets(self, resource: Mapping[str, Any]) -> Sequence[str]:
+        return finding_subnets(resource)
+
+    def refuse(self, finding: intake.Finding) -> str | None:
+        return _no_target(finding, self.config)
+
+    def enforce(self, job: engine.Job, outcome: _Outcome) -> dict[str, Any] | str:
+        if not self.config.nacl_ids and not job.findings:
+            return (
+                "no target network ACL: NACL_IDS is empty, so only findings (through their "
+                "instance's subnet) can be blocked"
+            )
+        blocker = Blocker(self.config, self.clock)
+        nacl_ids, no_acl = _target_acls(blocker, job.findings)
+        if no_acl is not None:
+            return no_acl
+        _block(blocker, nacl_ids, job, outcome)
+        return {"networkAcls": nacl_ids}
 
 
 # --------------------------------------------------------------------------- operations
@@ -1442,7 +1188,7 @@ def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
 
 def _directions_by_address(
     config: Config,
-    candidates: Sequence[tuple[addresses.IPAddress, Role]],
+    candidates: Sequence[tuple[addresses.IPAddress, catalog.Role]],
     outcome: _Outcome,
 ) -> dict[str, list[str]]:
     """The addresses to deny per direction: an inbound attacker in every configured
@@ -1454,7 +1200,7 @@ def _directions_by_address(
         if not decision.allowed:
             outcome.rejected.append((str(host), decision.reason))
             continue
-        if role is Role.INBOUND_ATTACKER:
+        if role is catalog.Role.INBOUND_ATTACKER:
             directions: Sequence[str] = config.directions
         elif "egress" in config.directions:
             directions = ("egress",)
@@ -1476,19 +1222,8 @@ def _directions_by_address(
     return {direction: cidrs for direction, cidrs in by_direction.items() if cidrs}
 
 
-def _block(
-    blocker: Blocker,
-    nacl_ids: Sequence[str],
-    candidates: Sequence[tuple[addresses.IPAddress, Role]],
-    *,
-    ttl_seconds: int,
-    reason: str,
-    finding_ids: Sequence[str],
-    region: str,
-    outcome: _Outcome,
-) -> None:
-    now = int(blocker.clock.now())
-    by_direction = _directions_by_address(blocker.config, candidates, outcome)
+def _block(blocker: Blocker, nacl_ids: Sequence[str], job: engine.Job, outcome: _Outcome) -> None:
+    by_direction = _directions_by_address(blocker.config, job.candidates, outcome)
     if not by_direction:
         return
     for nacl_id in nacl_ids:
@@ -1499,39 +1234,43 @@ def _block(
                 for cidr in _dedupe(c for cidrs in by_direction.values() for c in cidrs)
             )
             continue
-        outcome.acl_arns.append(_acl_arn(acl, region))
-        for direction, cidrs in by_direction.items():
-            target = Target(nacl_id, direction)
-            keep = frozenset(cidrs)
-            for cidr in cidrs:
-                expires_at = blocker.table.upsert(
-                    target,
-                    cidr,
-                    expires_at=now + ttl_seconds,
-                    reason=reason,
-                    finding_ids=finding_ids,
-                    now=now,
-                )
-                try:
-                    placement = blocker.place(target, cidr, keep=keep, evicted=outcome.evicted)
-                except (_NoRoom, _AclFull) as exc:
-                    blocker.withdraw(target, cidr, blocker.table.load_one(target))
-                    outcome.rejected.append((cidr, f"{target}: {exc}"))
-                    continue
-                except _AclGone:
-                    outcome.rejected.append((cidr, f"network ACL {nacl_id} was deleted"))
-                    continue
-                if placement.rule_number is None:
-                    outcome.rejected.append(
-                        (cidr, f"{target}: withdrawn by a concurrent unblock or eviction")
-                    )
-                    continue
-                outcome.blocked.append(
-                    Blocked(target, cidr, placement.rule_number, expires_at, placement.created)
-                )
+        outcome.resources.append(_acl_arn(acl, job.region))
+        with blocker.holding(nacl_id):
+            for direction, cidrs in by_direction.items():
+                target = Target(nacl_id, direction)
+                for cidr in cidrs:
+                    expires_at = blocker.record(target, cidr, job)
+                    _place(blocker, target, cidr, expires_at, frozenset(cidrs), outcome)
 
 
-def _target_acls(blocker: Blocker, findings: Sequence[Finding]) -> tuple[list[str], str | None]:
+def _place(
+    blocker: Blocker,
+    target: Target,
+    cidr: str,
+    expires_at: int,
+    keep: frozenset[str],
+    outcome: _Outcome,
+) -> None:
+    try:
+        placement = blocker.place(target, cidr, keep=keep, evicted=outcome.evicted)
+    except (_NoRoom, _AclFull) as exc:
+        blocker.withdraw(target, cidr, blocker.table.load_one(target))
+        outcome.rejected.append((cidr, f"{target}: {exc}"))
+        return
+    except _AclGone:
+        outcome.rejected.append((cidr, f"network ACL {target.nacl_id} was deleted"))
+        return
+    if placement.rule_number is None:
+        outcome.rejected.append((cidr, f"{target}: withdrawn by a concurrent unblock or eviction"))
+        return
+    outcome.blocked.append(
+        Blocked(target, cidr, placement.rule_number, expires_at, placement.created)
+    )
+
+
+def _target_acls(
+    blocker: Blocker, findings: Sequence[intake.Finding]
+) -> tuple[list[str], str | None]:
     """``NACL_IDS``, or else the ACLs of the findings' subnets (and why there are none)."""
     if blocker.config.nacl_ids:
         return list(blocker.config.nacl_ids), None
@@ -1542,57 +1281,7 @@ def _target_acls(blocker: Blocker, findings: Sequence[Finding]) -> tuple[list[st
     return [], f"no network ACL is associated with subnet(s) {', '.join(subnets)} here"
 
 
-def apply(
-    findings: Sequence[Finding], origin: Origin, config: Config, clock: Clock
-) -> dict[str, Any]:
-    """Deny the addresses of decided findings, each on the side its role calls for."""
-    batch = Batch.of(findings)
-    outcome = _Outcome(rejected=list(batch.rejected))
-    candidates, finding_ids = batch.candidates, batch.finding_ids
-    if not candidates and not outcome.rejected:
-        logger.info("nothing to block in the finding(s)", extra=origin.ids)
-        return outcome.result(**origin.ids, networkAcls=[], notified=False)
-    blocker = Blocker(config, clock)
-    nacl_ids, no_acl = _target_acls(blocker, findings)
-    if no_acl is not None:
-        logger.warning("finding rejected", extra={**origin.ids, "reason": no_acl})
-        return {"status": "rejected", **origin.ids, "reason": no_acl}
-    _block(
-        blocker,
-        nacl_ids,
-        candidates,
-        ttl_seconds=config.block_ttl_seconds,
-        reason=origin.reason,
-        finding_ids=finding_ids,
-        region=origin.region,
-        outcome=outcome,
-    )
-    severity, types = batch.severity, batch.types
-    notified = _publish(
-        config,
-        clock,
-        title=f"Denied {outcome.addresses_blocked} address(es) in network ACLs: {types}",
-        severity=report_severity(severity),
-        summary=(
-            f"{origin.reason} (severity {severity}) named {len(candidates)} remote "
-            f"address(es): {outcome.addresses_blocked} denied in {', '.join(nacl_ids)} for "
-            f"{config.block_ttl_seconds} s, {len(outcome.rejected)} rejection(s), "
-            f"{len(outcome.evicted)} eviction(s)."
-        ),
-        actions=outcome.actions(config),
-        account=origin.account,
-        region=origin.region,
-        resources=[*outcome.acl_arns, *(f.arn for f in findings if f.arn)],
-        finding_id=finding_ids[0] if len(finding_ids) == 1 else None,
-    )
-    logger.info(
-        "finding(s) processed",
-        extra={**origin.ids, "blocked": len(outcome.blocked), "rejected": len(outcome.rejected)},
-    )
-    return outcome.result(**origin.ids, networkAcls=nacl_ids, notified=notified)
-
-
-def _no_target(finding: Finding, config: Config) -> str | None:
+def _no_target(finding: intake.Finding, config: Config) -> str | None:
     if config.nacl_ids or finding.subnets:
         return None
     return (
@@ -1601,130 +1290,60 @@ def _no_target(finding: Finding, config: Config) -> str | None:
     )
 
 
-def handle_finding(
-    event: GuardDutyFindingEvent,
-    config: Config,
-    clock: Clock = SYSTEM_CLOCK,
-    lambda_context: LambdaContext | None = None,
-) -> dict[str, Any]:
-    """Deny the addresses of a catalog finding at or above the threshold.
-
-    Target ACLs: ``NACL_IDS``; when it is empty, the ACLs of the subnets of the finding's
-    instance (``resource.instanceDetails.networkInterfaces[].subnetId``). The rows are
-    idempotent on their own too (keyed by address), so even a replay outside the
-    idempotency window creates no second entry.
-    """
-    return handle_guardduty(
-        event,
-        config,
-        clock,
-        apply=apply,
-        logger=logger,
-        lambda_context=lambda_context,
-        subnets=finding_subnets(event.detail.resource),
-        refuse=lambda finding: _no_target(finding, config),
-    )
+apply = NaclPoint.apply
+# Target ACLs: ``NACL_IDS``; when it is empty, the ACLs of the subnets of the finding's
+# instance. The rows are idempotent on their own too (keyed by address), so even a replay
+# outside the idempotency window creates no second entry.
+handle_finding = NaclPoint.handle_finding
+block = NaclPoint.block
 
 
-def _parse_hosts(texts: Sequence[str], outcome: _Outcome) -> list[addresses.IPAddress]:
-    hosts: list[addresses.IPAddress] = []
-    for text in texts:
-        try:
-            hosts.append(addresses.parse_host(text))
-        except ValueError as exc:
-            outcome.rejected.append((text, str(exc)))
-    return hosts
-
-
-def block(
-    request: BlockRequest, config: Config, clock: Clock, *, account: str, region: str
-) -> dict[str, Any]:
-    """An operator's block into ``NACL_IDS``: same rules as findings."""
-    if not config.nacl_ids:
-        reason = (
-            "no target network ACL: NACL_IDS is empty, so only findings (through their "
-            "instance's subnet) can be blocked"
-        )
-        logger.warning("request rejected", extra={"reason": reason})
-        return {"status": "rejected", "action": "block", "reason": reason}
-    outcome = _Outcome()
-    hosts = _parse_hosts(request.addresses, outcome)
-    ttl = request.ttl_seconds or config.block_ttl_seconds
-    _block(
-        Blocker(config, clock),
-        config.nacl_ids,
-        [(host, Role.INBOUND_ATTACKER) for host in hosts],
-        ttl_seconds=ttl,
-        reason=request.reason,
-        finding_ids=(),
-        region=region,
-        outcome=outcome,
-    )
-    notified = _publish(
-        config,
-        clock,
-        title=f"Denied {outcome.addresses_blocked} address(es) in network ACLs on request",
-        severity="INFO",
-        summary=(
-            f"Manual block ({request.reason}): {outcome.addresses_blocked} denied for "
-            f"{ttl} s, {len(outcome.rejected)} rejection(s), "
-            f"{len(outcome.evicted)} eviction(s)."
-        ),
-        actions=outcome.actions(config),
-        account=account,
-        region=region,
-        resources=outcome.acl_arns,
-    )
-    return outcome.result(action="block", networkAcls=list(config.nacl_ids), notified=notified)
+def _recorded(blocker: Blocker, cidrs: Sequence[str]) -> list[tuple[Target, str]]:
+    """Where a row or a rule item names one of ``cidrs``, by target."""
+    return [
+        (target, cidr)
+        for target, state in sorted(blocker.table.load().items())
+        for cidr in cidrs
+        if state.numbers_of(cidr) or cidr in state.rows
+    ]
 
 
 def unblock(
-    request: UnblockRequest, config: Config, clock: Clock, *, account: str, region: str
+    request: blocking.UnblockRequest, config: Config, clock: Clock, *, account: str, region: str
 ) -> dict[str, Any]:
     """Remove the blocks of the given addresses wherever they were recorded."""
     outcome = _Outcome()
-    hosts = _parse_hosts(request.addresses, outcome)
+    hosts = engine.parse_hosts(request.addresses, outcome.rejected)
     cidrs = _dedupe(addresses.canonical_cidr(host) for host in hosts)
     blocker = Blocker(config, clock)
     unblocked: list[dict[str, Any]] = []
     actions: list[str] = []
-    for target, state in sorted(blocker.table.load().items()):
-        for cidr in cidrs:
-            if cidr not in state.rows and not state.seats_of(cidr):
-                continue
-            removed = blocker.withdraw(target, cidr, state)
-            unblocked.append(
-                {
-                    "address": cidr,
-                    "networkAclId": target.nacl_id,
-                    "direction": target.direction,
-                    "ruleNumbers": removed,
-                }
-            )
-            rules = f" (removed rule {', '.join(map(str, removed))})" if removed else ""
-            actions.append(f"Unblocked {cidr} in {target}{rules}")
+    for nacl_id, recorded in groupby(_recorded(blocker, cidrs), key=lambda r: r[0].nacl_id):
+        with blocker.holding(nacl_id):
+            for target, cidr in recorded:
+                removed = blocker.withdraw(target, cidr, blocker.table.load_one(target))
+                unblocked.append(
+                    {
+                        "address": cidr,
+                        "networkAclId": target.nacl_id,
+                        "direction": target.direction,
+                        "ruleNumbers": removed,
+                    }
+                )
+                rules = f" (removed rule {', '.join(map(str, removed))})" if removed else ""
+                actions.append(f"Unblocked {cidr} in {target}{rules}")
     found = {item["address"] for item in unblocked}
-    not_blocked = [cidr for cidr in cidrs if cidr not in found]
-    actions += [f"{cidr} was not blocked" for cidr in not_blocked]
-    actions += [f"Did not unblock {address}: {reason}" for address, reason in outcome.rejected]
-    notified = _publish(
-        config,
-        clock,
-        title=f"Unblocked {len(found)} address(es) in network ACLs on request",
-        severity="INFO",
-        summary=f"Manual unblock ({request.reason}): {len(found)} unblocked.",
+    return engine.unblock_result(
+        NaclPoint(config, clock),
+        request,
+        unblocked=unblocked,
+        count=len(found),
+        not_blocked=[cidr for cidr in cidrs if cidr not in found],
+        rejected=outcome.rejected,
         actions=actions,
         account=account,
         region=region,
     )
-    return {
-        "status": "processed",
-        "action": "unblock",
-        "unblocked": unblocked,
-        "notBlocked": not_blocked,
-        "rejected": [{"address": a, "reason": r} for a, r in outcome.rejected],
-        "notified": notified,
-    }
 
 
 @dataclass
@@ -1774,7 +1393,7 @@ class _Sweep:
                 "ruleNumber": entry.rule_number,
                 "cidr": entry.cidr,
                 "ruleAction": entry.action,
-                **({"removeAfter": iso(remove_after)} if remove_after is not None else {}),
+                **({"removeAfter": blocking.iso(remove_after)} if remove_after is not None else {}),
             }
         )
         self.lines.append(
@@ -1792,8 +1411,9 @@ def _sweep_acl(
     if acl is None:
         return None
     try:
-        for target in targets:
-            blocker.sweep_target(target, now, out)
+        with blocker.holding(nacl_id):
+            for target in targets:
+                blocker.sweep_target(target, now, out)
     except _AclGone:
         return None  # deleted while being swept
     return acl
@@ -1802,7 +1422,7 @@ def _sweep_acl(
 def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[str, Any]:
     """Expire blocks and reconcile every ACL with the table, both ways, without halting.
 
-    ACLs swept: ``NACL_IDS`` plus every ACL the table records blocks or seats for (with
+    ACLs swept: ``NACL_IDS`` plus every ACL the table records blocks or rules for (with
     ``NACL_IDS`` empty, that is where findings put them).
     """
     now = int(clock.now())
@@ -1827,9 +1447,7 @@ def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[st
             "block(s) for it"
         )
     result = out.result
-    notified = bool(out.lines) and _publish(
-        config,
-        clock,
+    notified = bool(out.lines) and NaclPoint(config, clock).publish(
         title="Network ACL blocklist sweep",
         severity="INFO",
         summary=(

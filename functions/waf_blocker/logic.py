@@ -33,42 +33,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
+from pydantic import Field, field_validator
 
-from functions.common import addresses, aws, report
+from functions.common import addresses, aws, blocking, engine
+from functions.common import finding_catalog as catalog
 from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
     BACKOFF_BASE_SECONDS,
     BACKOFF_CAP_SECONDS,
     DEADLINE_MARGIN_SECONDS,
     DEFAULT_BLOCK_TTL_SECONDS,
     DEFAULT_SEVERITY_THRESHOLD,
-    MAX_ADDRESSES_PER_REQUEST,
-    MAX_TTL_SECONDS,
-    MIN_TTL_SECONDS,
     SYSTEM_CLOCK,
-    Attempts,
-    BlockRequest,
     Clock,
-    DirectRequest,
-    GuardDutyFinding,
-    GuardDutyFindingEvent,
-    Origin,
-    SweepRequest,
-    UnblockRequest,
-    backoff,
-    handle_guardduty,
-    iso,
-    lift_reason,
-    persistence_layer,
-    report_severity,
 )
-from functions.common.finding_catalog import Role
-from functions.common.intake import Batch, Finding
+
+ConfigError = engine.ConfigError  # raised by Config.from_env
 
 FUNCTION_NAME = "waf_blocker"
 logger = Logger(service=FUNCTION_NAME, child=True)
@@ -96,10 +79,6 @@ RETRYABLE_WAF_ERRORS = frozenset(
 )
 
 
-class ConfigError(ValueError):
-    """The function's environment is wrong: a deployment bug, not bad input."""
-
-
 class IpSetUpdateError(RuntimeError):
     """An IP set could not be updated within the retry budget; Lambda should retry."""
 
@@ -117,69 +96,36 @@ class IpSetRef:
     id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    state_table: str
-    ipv4_set: IpSetRef
-    ipv6_set: IpSetRef
-    scope: str
-    allowlist: tuple[addresses.IPNetwork, ...] = ()
-    block_ttl_seconds: int = DEFAULT_BLOCK_TTL_SECONDS
-    severity_threshold: float = DEFAULT_SEVERITY_THRESHOLD
-    max_addresses_per_set: int = WAF_MAX_ADDRESSES_PER_SET
-    notify_topic_arn: str = ""
-    block_ip_action_arn: str = ""
+class Config(engine.Settings):
+    ipv4_set_name: str = Field(alias="IPV4_SET_NAME", min_length=1)
+    ipv4_set_id: str = Field(alias="IPV4_SET_ID", min_length=1)
+    ipv6_set_name: str = Field(alias="IPV6_SET_NAME", min_length=1)
+    ipv6_set_id: str = Field(alias="IPV6_SET_ID", min_length=1)
+    scope: str = Field(default="REGIONAL", alias="IP_SET_SCOPE")
+    max_addresses_per_set: int = Field(
+        default=WAF_MAX_ADDRESSES_PER_SET, alias="MAX_ADDRESSES_PER_SET"
+    )
 
-    def __post_init__(self) -> None:
-        if self.scope not in ("REGIONAL", "CLOUDFRONT"):
-            raise ConfigError(f"IP_SET_SCOPE must be REGIONAL or CLOUDFRONT, got {self.scope!r}")
-        if not MIN_TTL_SECONDS <= self.block_ttl_seconds <= MAX_TTL_SECONDS:
-            raise ConfigError(
-                f"BLOCK_TTL_SECONDS must be {MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}, "
-                f"got {self.block_ttl_seconds}"
-            )
-        if not 0 <= self.severity_threshold <= 10:
-            raise ConfigError(f"SEVERITY_THRESHOLD must be 0..10, got {self.severity_threshold}")
-        if not 1 <= self.max_addresses_per_set <= WAF_MAX_ADDRESSES_PER_SET:
-            raise ConfigError(
-                f"MAX_ADDRESSES_PER_SET must be 1..{WAF_MAX_ADDRESSES_PER_SET}, "
-                f"got {self.max_addresses_per_set}"
-            )
-
+    @field_validator("scope")
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Config:
-        def required(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise ConfigError(f"environment variable {name} is required")
-            return value
+    def _scope(cls, scope: str) -> str:
+        if scope not in ("REGIONAL", "CLOUDFRONT"):
+            raise ValueError(f"IP_SET_SCOPE must be REGIONAL or CLOUDFRONT, got {scope!r}")
+        return scope
 
-        def number(name: str, default: str, kind: Callable[[str], Any]) -> Any:
-            raw = env.get(name, "").strip() or default
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-
-        try:
-            allowlist = addresses.parse_allowlist(env.get("ALLOWLIST_CIDRS", ""))
-        except ValueError as exc:
-            raise ConfigError(f"ALLOWLIST_CIDRS: {exc}") from None
-        return cls(
-            state_table=required("STATE_TABLE"),
-            ipv4_set=IpSetRef(required("IPV4_SET_NAME"), required("IPV4_SET_ID")),
-            ipv6_set=IpSetRef(required("IPV6_SET_NAME"), required("IPV6_SET_ID")),
-            scope=env.get("IP_SET_SCOPE", "").strip() or "REGIONAL",
-            allowlist=allowlist,
-            block_ttl_seconds=number("BLOCK_TTL_SECONDS", str(DEFAULT_BLOCK_TTL_SECONDS), int),
-            severity_threshold=number("SEVERITY_THRESHOLD", str(DEFAULT_SEVERITY_THRESHOLD), float),
-            max_addresses_per_set=number("MAX_ADDRESSES_PER_SET", "10000", int),
-            notify_topic_arn=env.get("NOTIFY_TOPIC_ARN", "").strip(),
-            block_ip_action_arn=env.get("BLOCK_IP_ACTION_ARN", "").strip(),
-        )
+    @field_validator("max_addresses_per_set")
+    @classmethod
+    def _cap(cls, cap: int) -> int:
+        if not 1 <= cap <= WAF_MAX_ADDRESSES_PER_SET:
+            raise ValueError(
+                f"MAX_ADDRESSES_PER_SET must be 1..{WAF_MAX_ADDRESSES_PER_SET}, got {cap}"
+            )
+        return cap
 
     def ip_set(self, version: int) -> IpSetRef:
-        return self.ipv4_set if version == 4 else self.ipv6_set
+        if version == 4:
+            return IpSetRef(self.ipv4_set_name, self.ipv4_set_id)
+        return IpSetRef(self.ipv6_set_name, self.ipv6_set_id)
 
     @property
     def waf_region(self) -> str | None:
@@ -217,58 +163,17 @@ class StateTable:
         now: int,
     ) -> int:
         """Record a block; returns the row's expiry, which never moves earlier."""
-        names = {
-            "#address": "address",
-            "#version": "version",
-            "#reason": "reason",
-            "#last": "last_seen",
-            "#first": "first_seen",
-            "#expires": "expires_at",
-            "#hits": "hit_count",
-        }
-        values: dict[str, Any] = {
-            ":address": {"S": cidr},
-            ":version": {"N": str(version)},
-            ":reason": {"S": reason},
-            ":now": {"N": str(now)},
-            ":expires": {"N": str(expires_at)},
-            ":one": {"N": "1"},
-        }
-        expression = (
-            "SET #address = :address, #version = :version, #reason = :reason, #last = :now, "
-            "#first = if_not_exists(#first, :now), #expires = if_not_exists(#expires, :expires) "
-            "ADD #hits :one"
+        identity = {"address": {"S": cidr}, "version": {"N": str(version)}}
+        return engine.upsert_row(
+            self._db,
+            self.name,
+            _row_key(cidr),
+            identity,
+            expires_at=expires_at,
+            reason=reason,
+            finding_ids=finding_ids,
+            now=now,
         )
-        if finding_ids:
-            names["#findings"] = "finding_ids"
-            values[":findings"] = {"SS": list(dict.fromkeys(finding_ids))}
-            expression += ", #findings :findings"
-        response = self._db.update_item(
-            TableName=self.name,
-            Key=_row_key(cidr),
-            UpdateExpression=expression,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW",
-        )
-        current = int(response["Attributes"]["expires_at"]["N"])
-        if current >= expires_at:
-            return current
-        # DynamoDB has no max(); a conditional SET gives "extend, never shorten", and a
-        # failed condition means a concurrent writer extended it further already.
-        try:
-            self._db.update_item(
-                TableName=self.name,
-                Key=_row_key(cidr),
-                UpdateExpression="SET #expires = :expires",
-                ConditionExpression="#expires < :expires",
-                ExpressionAttributeNames={"#expires": "expires_at"},
-                ExpressionAttributeValues={":expires": {"N": str(expires_at)}},
-            )
-        except ClientError as exc:
-            if not aws.is_conditional_failure(exc):
-                raise
-        return expires_at
 
     def rows(self, version: int | None = None) -> list[Row]:
         """Every block row (strongly consistent), optionally of one IP version.
@@ -378,7 +283,7 @@ def modify_ip_set(
     """
     waf = aws.client("wafv2", config.waf_region)
     last_error = ""
-    attempts = Attempts(clock, MAX_ATTEMPTS)
+    attempts = blocking.Attempts(clock, MAX_ATTEMPTS)
     for attempt in attempts:
         try:
             response = waf.get_ip_set(Name=ref.name, Scope=config.scope, Id=ref.id)
@@ -495,24 +400,27 @@ def _plan_reconcile(
 
 
 @dataclass
-class _Outcome:
-    blocked: list[tuple[str, int, str]] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
+class _Outcome(engine.Tally):
+    blocked: list[tuple[str, int, str]] = field(default_factory=list)  # address, expiry, set
     evicted: list[str] = field(default_factory=list)
-    ip_set_arns: list[str] = field(default_factory=list)
 
     def result(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "status": "processed",
-            **extra,
-            "blocked": [{"address": c, "expiresAt": iso(e)} for c, e, _ in self.blocked],
-            "rejected": [{"address": a, "reason": r} for a, r in self.rejected],
-            "evicted": list(self.evicted),
-        }
+        blocked = [{"address": c, "expiresAt": blocking.iso(e)} for c, e, _ in self.blocked]
+        return self.fields(blocked, list(self.evicted), **extra)
+
+    @property
+    def addresses_blocked(self) -> int:
+        return len(self.blocked)
+
+    def tally(self, ttl_seconds: int) -> str:
+        return (
+            f"{len(self.blocked)} blocked for {ttl_seconds} s, {len(self.rejected)} not "
+            f"blocked, {len(self.evicted)} evicted."
+        )
 
     def actions(self, config: Config) -> list[str]:
         lines = [
-            f"Blocked {cidr} in WAF IP set {ip_set} until {iso(expires)}"
+            f"Blocked {cidr} in WAF IP set {ip_set} until {blocking.iso(expires)}"
             for cidr, expires, ip_set in self.blocked
         ]
         lines += [f"Did not block {address}: {reason}" for address, reason in self.rejected]
@@ -524,21 +432,23 @@ class _Outcome:
         return lines
 
 
-def _block(
-    config: Config,
-    clock: Clock,
-    candidates: Sequence[tuple[addresses.IPAddress, Role]],
-    *,
-    ttl_seconds: int,
-    reason: str,
-    finding_ids: Sequence[str],
-    outcome: _Outcome,
-) -> None:
+class WafPoint(engine.Point["_Outcome"]):
+    """The WAF IP sets (one per IP version): inbound attackers only, capped per set."""
+
+    function, verb, where = FUNCTION_NAME, "Blocked", "at the edge"
+    outcome = _Outcome
+
+    def enforce(self, job: engine.Job, outcome: _Outcome) -> dict[str, Any]:
+        _block(self.config, self.clock, job, outcome)
+        return {}
+
+
+def _block(config: Config, clock: Clock, job: engine.Job, outcome: _Outcome) -> None:
     now = int(clock.now())
-    expires_at = now + ttl_seconds
+    expires_at = now + job.ttl_seconds
     by_version: dict[int, list[str]] = {4: [], 6: []}
-    for host, role in candidates:
-        if role is not Role.INBOUND_ATTACKER:
+    for host, role in job.candidates:
+        if role is not catalog.Role.INBOUND_ATTACKER:
             outcome.rejected.append((str(host), OUTBOUND_ONLY_AT_NACL))
             continue
         decision = addresses.classify(host, config.allowlist)
@@ -562,15 +472,15 @@ def _block(
                 cidr,
                 version,
                 expires_at=expires_at,
-                reason=reason,
-                finding_ids=finding_ids,
+                reason=job.reason,
+                finding_ids=job.finding_ids,
                 now=now,
             )
             for cidr in cidrs
         ]
         ref = config.ip_set(version)
         write = modify_ip_set(config, ref, _plan_add(table, version, cidrs, cap), clock)
-        outcome.ip_set_arns.append(write.arn)
+        outcome.resources.append(write.arn)
         outcome.blocked.extend(
             (cidr, expiry, ref.name) for cidr, expiry in zip(cidrs, expiries, strict=True)
         )
@@ -578,119 +488,16 @@ def _block(
             outcome.evicted.extend(write.change.evicted)
 
 
-def _publish(config: Config, clock: Clock, **fields: Any) -> bool:
-    if not report.wanted(config.notify_topic_arn):
-        return False
-    message = report.remediation_report(
-        function=FUNCTION_NAME, now=datetime.fromtimestamp(clock.now(), UTC), **fields
-    )
-    report.publish(config.notify_topic_arn, message)
-    return True
-
-
-def apply(
-    findings: Sequence[Finding], origin: Origin, config: Config, clock: Clock
-) -> dict[str, Any]:
-    """Block the inbound attackers of decided findings; say why anything else was not."""
-    batch = Batch.of(findings)
-    outcome = _Outcome(rejected=list(batch.rejected))
-    candidates, finding_ids = batch.candidates, batch.finding_ids
-    if not candidates and not outcome.rejected:
-        logger.info("nothing to block in the finding(s)", extra=origin.ids)
-        return outcome.result(**origin.ids)
-    _block(
-        config,
-        clock,
-        candidates,
-        ttl_seconds=config.block_ttl_seconds,
-        reason=origin.reason,
-        finding_ids=finding_ids,
-        outcome=outcome,
-    )
-    severity, types = batch.severity, batch.types
-    notified = _publish(
-        config,
-        clock,
-        title=f"Blocked {len(outcome.blocked)} address(es) at the edge: {types}",
-        severity=report_severity(severity),
-        summary=(
-            f"{origin.reason} (severity {severity}) named {len(candidates)} remote "
-            f"address(es): {len(outcome.blocked)} blocked for {config.block_ttl_seconds} s, "
-            f"{len(outcome.rejected)} not blocked, {len(outcome.evicted)} evicted."
-        ),
-        actions=outcome.actions(config),
-        account=origin.account,
-        region=origin.region,
-        resources=[*outcome.ip_set_arns, *(f.arn for f in findings if f.arn)],
-        finding_id=finding_ids[0] if len(finding_ids) == 1 else None,
-    )
-    logger.info(
-        "finding(s) processed",
-        extra={**origin.ids, "blocked": len(outcome.blocked), "rejected": len(outcome.rejected)},
-    )
-    return outcome.result(**origin.ids, notified=notified)
-
-
-def handle_finding(
-    event: GuardDutyFindingEvent,
-    config: Config,
-    clock: Clock = SYSTEM_CLOCK,
-    lambda_context: LambdaContext | None = None,
-) -> dict[str, Any]:
-    """Block the inbound attacker addresses of a catalog finding at or above the threshold."""
-    return handle_guardduty(
-        event, config, clock, apply=apply, logger=logger, lambda_context=lambda_context
-    )
-
-
-def _parse_hosts(texts: Sequence[str], outcome: _Outcome) -> list[addresses.IPAddress]:
-    hosts: list[addresses.IPAddress] = []
-    for text in texts:
-        try:
-            hosts.append(addresses.parse_host(text))
-        except ValueError as exc:
-            outcome.rejected.append((text, str(exc)))
-    return hosts
-
-
-def block(
-    request: BlockRequest, config: Config, clock: Clock, *, account: str, region: str
-) -> dict[str, Any]:
-    """An operator's block: same rules as findings (allowlist, global addresses only)."""
-    outcome = _Outcome()
-    hosts = _parse_hosts(request.addresses, outcome)
-    ttl = request.ttl_seconds or config.block_ttl_seconds
-    _block(
-        config,
-        clock,
-        [(host, Role.INBOUND_ATTACKER) for host in hosts],
-        ttl_seconds=ttl,
-        reason=request.reason,
-        finding_ids=(),
-        outcome=outcome,
-    )
-    notified = _publish(
-        config,
-        clock,
-        title=f"Blocked {len(outcome.blocked)} address(es) at the edge on request",
-        severity="INFO",
-        summary=(
-            f"Manual block ({request.reason}): {len(outcome.blocked)} blocked for {ttl} s, "
-            f"{len(outcome.rejected)} not blocked, {len(outcome.evicted)} evicted."
-        ),
-        actions=outcome.actions(config),
-        account=account,
-        region=region,
-        resources=outcome.ip_set_arns,
-    )
-    return outcome.result(action="block", notified=notified)
+apply = WafPoint.apply
+handle_finding = WafPoint.handle_finding
+block = WafPoint.block
 
 
 def unblock(
-    request: UnblockRequest, config: Config, clock: Clock, *, account: str, region: str
+    request: blocking.UnblockRequest, config: Config, clock: Clock, *, account: str, region: str
 ) -> dict[str, Any]:
     outcome = _Outcome()
-    hosts = _parse_hosts(request.addresses, outcome)
+    hosts = engine.parse_hosts(request.addresses, outcome.rejected)
     table = StateTable(config.state_table)
     by_version: dict[int, list[str]] = {4: [], 6: []}
     had_row: set[str] = set()
@@ -706,32 +513,22 @@ def unblock(
         if not cidrs:
             continue
         write = modify_ip_set(config, config.ip_set(version), _plan_remove(cidrs), clock)
-        outcome.ip_set_arns.append(write.arn)
+        outcome.resources.append(write.arn)
         in_set = set(write.change.removed) if write.change else set()
         for cidr in cidrs:
             (unblocked if cidr in in_set or cidr in had_row else not_blocked).append(cidr)
-    actions = [f"Unblocked {cidr}" for cidr in unblocked]
-    actions += [f"{cidr} was not blocked" for cidr in not_blocked]
-    actions += [f"Did not unblock {address}: {reason}" for address, reason in outcome.rejected]
-    notified = _publish(
-        config,
-        clock,
-        title=f"Unblocked {len(unblocked)} address(es) at the edge on request",
-        severity="INFO",
-        summary=f"Manual unblock ({request.reason}): {len(unblocked)} unblocked.",
-        actions=actions,
+    return engine.unblock_result(
+        WafPoint(config, clock),
+        request,
+        unblocked=unblocked,
+        count=len(unblocked),
+        not_blocked=not_blocked,
+        rejected=outcome.rejected,
+        actions=[f"Unblocked {cidr}" for cidr in unblocked],
         account=account,
         region=region,
-        resources=outcome.ip_set_arns,
+        resources=outcome.resources,
     )
-    return {
-        "status": "processed",
-        "action": "unblock",
-        "unblocked": unblocked,
-        "notBlocked": not_blocked,
-        "rejected": [{"address": a, "reason": r} for a, r in outcome.rejected],
-        "notified": notified,
-    }
 
 
 def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[str, Any]:
@@ -745,7 +542,9 @@ def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[st
     expired: list[str] = []
     lifted: dict[str, str] = {}
     for row in table.rows():
-        reason = None if row.expires_at <= now else lift_reason(row.address, config.allowlist)
+        reason = (
+            None if row.expires_at <= now else blocking.lift_reason(row.address, config.allowlist)
+        )
         if (row.expires_at <= now or reason) and table.delete_if_unchanged(
             row.address, row.expires_at
         ):
@@ -784,9 +583,7 @@ def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[st
     actions += [f"Removed {cidr}: no block is recorded for it" for cidr in removed_unknown]
     actions += [f"Re-added {cidr}: its block is recorded but was missing" for cidr in restored]
     actions += [f"Evicted {cidr}: the IP set was over its cap" for cidr in evicted]
-    notified = bool(actions) and _publish(
-        config,
-        clock,
+    notified = bool(actions) and WafPoint(config, clock).publish(
         title="WAF blocklist sweep changed the IP sets",
         severity="INFO",
         summary=(

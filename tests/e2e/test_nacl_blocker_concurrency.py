@@ -3,10 +3,10 @@
 Eight workers push 200 distinct global addresses through the real handler (200 SSH brute
 force findings, one address each) into one network ACL whose reserved range (100-119) is
 twice CAPACITY (10), with one foreign entry inside the range and others around it. Nearly
-every placement has to evict, so the workers fight over the same seats and numbers.
-Afterwards at most CAPACITY entries are ours, no rule number is used twice, nothing outside
-the range or foreign changed, and the rows and seats describe exactly the entries in the
-ACL. An invocation that raises is delivered again, as Lambda does for asynchronous
+every placement has to evict, so the workers contend for the ACL's lease. Afterwards at
+most CAPACITY entries are ours, no rule number is used twice, nothing outside the range or
+foreign changed, the rows and rule items describe exactly the entries in the ACL, and no
+lease is left behind. An invocation that raises is delivered again, as Lambda does for asynchronous
 invocations (up to twice).
 """
 
@@ -186,17 +186,18 @@ def test_concurrent_findings_keep_capacity_and_the_table_equals_the_acl(deployed
         for page in ddb.get_paginator("scan").paginate(TableName=TABLE, ConsistentRead=True)
         for item in page["Items"]
     ]
-    seats = {
+    rules = {
         int(i["rule_number"]["N"]): i["cidr"]["S"]
         for i in items
-        if i["pk"]["S"].startswith(logic.SEAT_PREFIX)
+        if i["pk"]["S"].startswith(logic.RULE_PREFIX)
     }
     rows = {
         i["cidr"]["S"]: int(i["rule_number"]["N"])
         for i in items
         if i["pk"]["S"].startswith(logic.ROW_PREFIX)
     }
-    assert seats == ours
+    assert rules == ours
+    assert not [i for i in items if i["pk"]["S"].startswith(logic.LEASE_PREFIX)], "stale lease"
     assert rows == {cidr: number for number, cidr in ours.items()}
 
     print(

@@ -20,7 +20,7 @@ from hypothesis import event as event_label
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from functions.common import aws, permissions
+from functions.common import aws, blocking, permissions
 from functions.nacl_blocker import handler, logic
 from functions.nacl_blocker.permissions import PERMISSIONS
 from tests.helpers_permissions import record_calls
@@ -151,8 +151,11 @@ class Env:
     def rows(self) -> dict[str, dict[str, Any]]:
         return self.items(logic.ROW_PREFIX)
 
-    def seats(self) -> dict[str, dict[str, Any]]:
-        return self.items(logic.SEAT_PREFIX)
+    def rules(self) -> dict[str, dict[str, Any]]:
+        return self.items(logic.RULE_PREFIX)
+
+    def leases(self) -> dict[str, dict[str, Any]]:
+        return self.items(logic.LEASE_PREFIX)
 
     def row(self, cidr: str, direction: str = "ingress") -> dict[str, Any]:
         return self.rows()[f"entry#{self.acl}#{direction}#{cidr}"]
@@ -328,14 +331,14 @@ def test_blocks_the_inbound_attacker_records_it_and_reports(env: Env) -> None:
     row = env.row(SSH_SOURCE)
     assert row["expires_at"] == {"N": str(int(START) + 3600)}
     assert row["rule_number"] == {"N": "71"}
-    assert row["seat"] == {"N": "0"}
     assert row["first_seen"] == row["last_seen"] == {"N": str(int(START))}
     assert row["hit_count"] == {"N": "1"}
     assert row["finding_ids"] == {"SS": [event["detail"]["id"]]}
     assert row["reason"] == {"S": "GuardDuty UnauthorizedAccess:EC2/SSHBruteForce"}
-    seat = env.seats()[f"seat#{env.acl}#ingress#0"]
-    assert (seat["cidr"], seat["rule_number"]) == ({"S": SSH_SOURCE}, {"N": "71"})
-    assert "expires_at" not in seat  # TTL must never delete the proof that an entry is ours
+    rule = env.rules()[f"rule#{env.acl}#ingress#71"]
+    assert (rule["cidr"], rule["rule_number"]) == ({"S": SSH_SOURCE}, {"N": "71"})
+    assert "expires_at" not in rule  # TTL must never delete the proof that an entry is ours
+    assert env.leases() == {}, "the ACL's lease is released when the invocation is done"
 
     (sent,) = env.reports()
     assert sent["source"] == "playbook.nacl_blocker"
@@ -519,11 +522,10 @@ def test_at_capacity_the_entry_expiring_first_is_evicted(env: Env) -> None:
     ]
     assert env.in_range() == {71: "1.0.0.1/32", 72: SSH_SOURCE}
     assert f"entry#{env.acl}#ingress#1.0.0.2/32" not in env.rows()
-    # The evicted seat went, with its number, straight to the evicting address.
-    seat = env.seats()[f"seat#{env.acl}#ingress#1"]
-    assert (seat["cidr"], seat["rule_number"]) == ({"S": SSH_SOURCE}, {"N": "72"})
-    assert "releasing" not in seat and "heir" not in seat
-    assert len(env.seats()) == 2
+    # The evicted number went straight to the evicting address.
+    rule = env.rules()[f"rule#{env.acl}#ingress#72"]
+    assert rule["cidr"] == {"S": SSH_SOURCE}
+    assert len(env.rules()) == 2
     (sent,) = env.reports()
     assert sent["detail"]["actions"][-1] == (
         f"Evicted 1.0.0.2/32 (rule 72) from {env.acl} ingress to stay within CAPACITY 2 and "
@@ -605,59 +607,160 @@ def test_a_number_taken_between_read_and_create_is_retried_on_another(
     assert env.in_range() == {71: "9.9.9.9/32", 72: SSH_SOURCE}
     assert env.count("CreateNetworkAclEntry") == 2
     assert len(env.clock.slept) == 1
-    assert 0 <= env.clock.slept[0] <= logic.BACKOFF_BASE_SECONDS
+    assert 0 <= env.clock.slept[0] <= blocking.BACKOFF_BASE_SECONDS
     assert env.row(SSH_SOURCE)["rule_number"] == {"N": "72"}
 
 
-def test_a_seat_released_while_its_entry_was_created_leaves_no_entry_behind(
+def test_an_unblock_while_a_block_holds_the_lease_waits_and_is_retried(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A concurrent unblock gets in after the number was chosen and before the entry exists:
-    # it finds no entry to remove, so the creator must notice and remove its own.
-    inject_before_create(
-        env,
-        monkeypatch,
-        lambda **_: env.invoke(
-            {"action": "unblock", "addresses": ["185.220.101.46"], "reason": "x"}
-        ),
-    )
+    # A concurrent unblock arrives while the block holds the ACL's lease (between choosing
+    # the number and creating the entry): it waits for the lease, and when the holder
+    # keeps it longer than it may wait, it raises so that Lambda delivers it again.
+    refused: list[str] = []
+
+    def unblock(**_: Any) -> None:
+        with pytest.raises(logic.LeaseBusy, match=f"network ACL {env.acl} is being written") as exc:
+            env.invoke({"action": "unblock", "addresses": ["185.220.101.46"], "reason": "x"})
+        refused.append(str(exc.value))
+
+    inject_before_create(env, monkeypatch, unblock)
 
     result = env.invoke(load(SSH))
 
-    assert result["blocked"] == []
-    assert result["rejected"] == [
-        {
-            "address": SSH_SOURCE,
-            "reason": f"{env.acl} ingress: withdrawn by a concurrent unblock or eviction",
-        }
-    ]
-    assert env.in_range() == {}
-    assert env.rows() == {} and env.seats() == {}
+    assert refused and f"after {logic.LEASE_ATTEMPTS} attempts" in refused[0]
+    assert [b["ruleNumber"] for b in result["blocked"]] == [71], "the holder was not disturbed"
+    assert env.in_range() == {71: SSH_SOURCE}
+    assert env.leases() == {}
+    # Lambda's retry of the unblock finds the lease free.
+    retried = env.invoke({"action": "unblock", "addresses": ["185.220.101.46"], "reason": "x"})
+    assert retried["unblocked"][0]["ruleNumbers"] == [71]
+    assert env.in_range() == {} and env.rows() == {} and env.rules() == {}
 
 
-def test_a_create_whose_response_was_lost_while_its_seat_was_released_leaves_no_entry(
+def test_a_create_whose_response_was_lost_is_read_back_as_created(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The retried create answers NetworkAclEntryAlreadyExists. Meanwhile an unblock
-    released the seat and, reading the ACL before the entry landed, found nothing to
-    remove. The entry is this call's own, so the creator must still check its seat and
-    remove the entry, not take the number for someone else's and walk away."""
-    answered = lose_first_response(
-        monkeypatch,
-        aws.client("ec2"),
-        "create_network_acl_entry",
-        before=lambda: env.invoke(
-            {"action": "unblock", "addresses": ["185.220.101.46"], "reason": "x"}
-        ),
-    )
+    """The retried create answers NetworkAclEntryAlreadyExists for its own entry. Taking
+    the number for someone else's would leave a second deny of the same address."""
+    answered = lose_first_response(monkeypatch, aws.client("ec2"), "create_network_acl_entry")
+
     result = env.invoke(load(SSH))
 
     assert answered == ["NetworkAclEntryAlreadyExists"]
-    assert [r["reason"] for r in result["rejected"]] == [
-        f"{env.acl} ingress: withdrawn by a concurrent unblock or eviction"
-    ]
-    assert env.in_range() == {}, "an entry of ours was left that nothing names"
-    assert env.rows() == {} and env.seats() == {}
+    assert [(b["ruleNumber"]) for b in result["blocked"]] == [71]
+    assert env.clock.slept == []
+    assert env.in_range() == {71: SSH_SOURCE}
+    assert set(env.rules()) == {f"rule#{env.acl}#ingress#71"}
+
+
+def test_a_lease_put_whose_response_was_lost_is_still_held(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retried conditional put of the lease fails on the lease it wrote itself; that is
+    this invocation holding it, not another writer (no wait, no LeaseBusy)."""
+    answered = lose_first_response(
+        monkeypatch,
+        aws.client("dynamodb"),
+        "put_item",
+        lambda kw: kw["Item"]["pk"]["S"].startswith(logic.LEASE_PREFIX),
+    )
+
+    result = env.invoke(load(SSH))
+
+    assert answered == ["ConditionalCheckFailedException"]
+    assert [b["ruleNumber"] for b in result["blocked"]] == [71]
+    assert env.clock.slept == []
+    assert env.leases() == {}
+
+
+# --------------------------------------------------------------------------- the lease
+
+
+def hold_lease(env: Env, owner: str = "another-invocation", seconds: int | None = None) -> None:
+    """Another invocation holds the ACL's lease, as its conditional put leaves it."""
+    until = int(env.clock.at) + (logic.LEASE_SECONDS if seconds is None else seconds)
+    env.ddb.put_item(
+        TableName=env.table,
+        Item={
+            "pk": {"S": f"{logic.LEASE_PREFIX}{env.acl}"},
+            "owner": {"S": owner},
+            "expires_at": {"N": str(until)},
+        },
+    )
+
+
+def test_a_held_lease_makes_a_writer_wait_then_raise_for_a_retry(env: Env) -> None:
+    hold_lease(env)
+
+    with pytest.raises(logic.LeaseBusy, match="Lambda retries the event"):
+        env.invoke(load(SSH))
+
+    assert env.count("CreateNetworkAclEntry") == 0 and env.rows() == {}
+    assert all(0 <= s <= logic.LEASE_BACKOFF_CAP_SECONDS for s in env.clock.slept)
+    assert env.leases()[f"lease#{env.acl}"]["owner"] == {"S": "another-invocation"}
+
+
+def test_a_second_writer_takes_an_expired_lease(env: Env) -> None:
+    hold_lease(env, seconds=10)  # its holder died (a Lambda timeout) ten seconds ago
+    env.clock.advance(11)
+
+    result = env.invoke(load(SSH))
+
+    assert [b["ruleNumber"] for b in result["blocked"]] == [71]
+    assert env.leases() == {}, "taken over, then released"
+
+
+def test_a_lease_is_released_when_the_work_inside_it_raises(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = aws.client("ec2")
+    real_create = client.create_network_acl_entry
+
+    def broken(**_: Any) -> Any:
+        raise ClientError(
+            {"Error": {"Code": "UnauthorizedOperation", "Message": "denied"}},
+            "CreateNetworkAclEntry",
+        )
+
+    monkeypatch.setattr(client, "create_network_acl_entry", broken)
+    with pytest.raises(ClientError, match="UnauthorizedOperation"):
+        env.invoke(load(SSH))
+    assert env.leases() == {}, "released in the finally, not left to expire"
+
+    monkeypatch.setattr(client, "create_network_acl_entry", real_create)
+    assert [b["ruleNumber"] for b in env.invoke(load(SSH))["blocked"]] == [71]
+    assert env.in_range() == {71: SSH_SOURCE}
+
+
+def test_a_holder_that_outlives_its_lease_writes_nothing_more_and_nothing_is_lost(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pauses just before its create for longer than the lease; B takes the expired
+    lease and blocks the same address. A's create then lands on B's entry (the number its
+    rule item named), and A's next write is refused: one entry, one row, no duplicate."""
+    second = copy.deepcopy(load(SSH))
+    second["detail"]["id"] = "another-finding-of-the-same-attacker"
+    other: list[dict[str, Any]] = []
+
+    def outlive(**_: Any) -> None:
+        env.clock.advance(logic.LEASE_SECONDS + 1)
+        other.append(env.invoke(second))
+
+    inject_before_create(env, monkeypatch, outlive)
+
+    with pytest.raises(logic.LeaseLost, match=f"the lease of {env.acl} expired"):
+        env.invoke(load(SSH))
+
+    assert [b["ruleNumber"] for b in other[0]["blocked"]] == [71]
+    assert env.in_range() == {71: SSH_SOURCE}, "one entry: A's create met B's"
+    assert set(env.rules()) == {f"rule#{env.acl}#ingress#71"}
+    assert set(env.rows()) == {f"entry#{env.acl}#ingress#{SSH_SOURCE}"}
+    assert env.leases() == {}
+    # Lambda retries A's event: the block is in place already.
+    retried = env.invoke(load(SSH))
+    assert [(b["ruleNumber"]) for b in retried["blocked"]] == [71]
+    assert env.count("CreateNetworkAclEntry") == 2
 
 
 def test_an_eviction_whose_row_delete_was_retried_after_it_succeeded_goes_on(
@@ -685,47 +788,6 @@ def test_an_eviction_whose_row_delete_was_retried_after_it_succeeded_goes_on(
     )
 
 
-def test_a_release_whose_mark_was_retried_after_it_succeeded_finishes(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The retried mark fails its condition on the mark it wrote itself; the release must
-    go on rather than leave the entry and a marked seat for the next sweep."""
-    manual_block(env, ["1.0.0.1"], ttl=600)
-    answered = lose_first_response(
-        monkeypatch,
-        aws.client("dynamodb"),
-        "update_item",
-        lambda kw: "#releasing = :token" in kw.get("UpdateExpression", ""),
-    )
-    result = env.invoke({"action": "unblock", "addresses": ["1.0.0.1"], "reason": "x"})
-
-    assert answered == ["ConditionalCheckFailedException"]
-    assert result["unblocked"][0]["ruleNumbers"] == [71]
-    assert env.in_range() == {}
-    assert env.rows() == {} and env.seats() == {}
-
-
-def test_a_link_retried_after_it_succeeded_keeps_the_seat(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The retried link of row to seat fails its condition on its own link; giving the
-    seat back then would strand the row's link and cost a back-off."""
-    answered = lose_first_response(
-        monkeypatch,
-        aws.client("dynamodb"),
-        "update_item",
-        lambda kw: kw.get("UpdateExpression") == "SET #seat = :seat",
-    )
-    result = env.invoke(load(SSH))
-
-    assert answered == ["ConditionalCheckFailedException"]
-    assert [b["ruleNumber"] for b in result["blocked"]] == [71]
-    assert env.clock.slept == []
-    assert env.in_range() == {71: SSH_SOURCE}
-    assert env.row(SSH_SOURCE)["seat"] == {"N": "0"}
-    assert list(env.seats()) == [f"seat#{env.acl}#ingress#0"]
-
-
 @pytest.mark.parametrize(
     "error",
     [
@@ -742,7 +804,7 @@ def test_a_delete_whose_retry_errors_after_it_succeeded_counts_as_done(
     env: Env, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     """The delete lands and the retried request errors. The entry is gone, so the unblock
-    is complete rather than half-done (a marked seat left for the next sweep)."""
+    is complete rather than half-done (a rule item left for the next sweep)."""
     manual_block(env, ["1.0.0.1"], ttl=600)
     client = aws.client("ec2")
     real_delete = client.delete_network_acl_entry
@@ -759,7 +821,7 @@ def test_a_delete_whose_retry_errors_after_it_succeeded_counts_as_done(
 
     assert result["unblocked"][0]["ruleNumbers"] == [71]
     assert env.in_range() == {}
-    assert env.rows() == {} and env.seats() == {}
+    assert env.rows() == {} and env.rules() == {}
 
     # An error while the entry is still there is not swallowed.
     manual_block(env, ["1.0.0.1"], ttl=600)
@@ -858,7 +920,7 @@ def test_manual_block_and_unblock(env: Env) -> None:
     ]
     assert result["notBlocked"] == ["9.9.9.9/32"]
     assert env.in_range() == env.in_range(egress=True) == {72: V6_SOURCE}
-    assert len(env.seats()) == 2
+    assert len(env.rules()) == 2
     (sent,) = env.reports()
     assert sent["detail"]["actions"] == [
         f"Unblocked 1.1.1.1/32 in {env.acl} egress (removed rule 71)",
@@ -976,7 +1038,7 @@ def test_sweep_removes_what_expired_even_if_ttl_has_not_deleted_the_row(env: Env
     ]
     assert env.in_range() == env.in_range(egress=True) == {73: "1.0.0.2/32"}
     assert {pk.rsplit("#", 1)[1] for pk in env.rows()} == {"1.0.0.2/32"}
-    assert len(env.seats()) == 2
+    assert len(env.rules()) == 2
     (sent,) = env.reports()
     assert (
         f"Unblocked 1.0.0.1/32 in {env.acl} ingress (removed rule 71): its block expired"
@@ -1029,7 +1091,7 @@ def test_sweep_removes_an_entry_whose_row_was_lost(env: Env) -> None:
         ("1.0.0.2/32", 72)
     ]
     assert env.in_range() == {71: "1.0.0.1/32"}
-    assert len(env.seats()) == 1
+    assert len(env.rules()) == 1
     assert result["foreign"] == []
 
 
@@ -1042,20 +1104,14 @@ def test_sweep_removes_an_entry_left_behind_after_ttl_deleted_its_row(env: Env) 
 
     assert [r["ruleNumber"] for r in result["removedUnrecorded"]] == [71]
     assert env.in_range() == {}
-    assert env.seats() == {}
+    assert env.rules() == {}
 
 
 def test_a_removal_that_stopped_half_way_is_finished_by_the_sweep(env: Env) -> None:
     manual_block(env, ["1.0.0.1", "1.0.0.2"], ttl=3600)
-    # A remover deleted the row and marked the seat, then its Lambda timed out.
+    # A remover deleted the row, then its Lambda timed out before the entry went.
     env.delete_item(f"entry#{env.acl}#ingress#1.0.0.2/32")
-    env.ddb.update_item(
-        TableName=env.table,
-        Key={"pk": {"S": f"seat#{env.acl}#ingress#1"}},
-        UpdateExpression="SET releasing = :true",
-        ExpressionAttributeValues={":true": {"BOOL": True}},
-    )
-    # Until the sweep comes, the seat still proves the entry ours: no new block takes its
+    # Until the sweep comes, the rule item still proves the entry ours: no new block takes its
     # number, and nothing calls it foreign.
     assert manual_block(env, ["1.0.0.3"], ttl=600)["blocked"][0]["ruleNumber"] == 73
 
@@ -1066,18 +1122,18 @@ def test_a_removal_that_stopped_half_way_is_finished_by_the_sweep(env: Env) -> N
     ]
     assert result["foreign"] == []
     assert env.in_range() == {71: "1.0.0.1/32", 73: "1.0.0.3/32"}
-    assert len(env.seats()) == 2
+    assert len(env.rules()) == 2
 
 
-def test_sweep_takes_back_an_entry_whose_seat_was_lost(env: Env) -> None:
+def test_sweep_takes_back_an_entry_whose_rule_item_was_lost(env: Env) -> None:
     manual_block(env, ["1.0.0.1"], ttl=600)
-    env.delete_item(f"seat#{env.acl}#ingress#0")
+    env.delete_item(f"rule#{env.acl}#ingress#71")
 
     result = env.invoke(SCHEDULED)
 
     assert result["foreign"] == [] and result["restored"] == []
     assert env.in_range() == {71: "1.0.0.1/32"}
-    assert env.seats()[f"seat#{env.acl}#ingress#0"]["rule_number"] == {"N": "71"}
+    assert env.rules()[f"rule#{env.acl}#ingress#71"]["rule_number"] == {"N": "71"}
     env.clock.advance(600)
     assert [e["ruleNumber"] for e in env.invoke(SCHEDULED)["expired"]] == [71]
     assert env.in_range() == {}
@@ -1086,7 +1142,7 @@ def test_sweep_takes_back_an_entry_whose_seat_was_lost(env: Env) -> None:
 def test_an_emptied_table_leaves_every_entry_alone_and_reports_them(env: Env) -> None:
     manual_block(env, ["1.0.0.1", "1.0.0.2"], ttl=3600)
     env.add_entry(75, "9.9.9.9/32", action="allow")
-    for pk in [*env.rows(), *env.seats()]:
+    for pk in [*env.rows(), *env.rules()]:
         env.delete_item(pk)
     env.reports()
 
@@ -1119,7 +1175,7 @@ def test_sweep_brings_a_lowered_capacity_back_within_it(env: Env) -> None:
 
     assert [(e["address"], e["ruleNumber"]) for e in result["evicted"]] == [("1.0.0.1/32", 71)]
     assert env.in_range() == {72: "1.0.0.2/32", 73: "1.0.0.3/32"}
-    assert len(env.seats()) == 2
+    assert len(env.rules()) == 2
 
 
 def test_sweep_drops_the_records_of_an_acl_that_was_deleted(env: Env) -> None:
@@ -1127,7 +1183,7 @@ def test_sweep_drops_the_records_of_an_acl_that_was_deleted(env: Env) -> None:
     other = env.ec2.create_network_acl(VpcId=vpc)["NetworkAcl"]["NetworkAclId"]
     env.set_env(NACL_IDS=json.dumps([env.acl, other]))
     manual_block(env, ["1.0.0.1"], ttl=600)
-    assert len(env.rows()) == len(env.seats()) == 2
+    assert len(env.rows()) == len(env.rules()) == 2
     env.ec2.delete_network_acl(NetworkAclId=other)
     env.set_env(NACL_IDS=json.dumps([env.acl]))
     env.reports()
@@ -1135,7 +1191,7 @@ def test_sweep_drops_the_records_of_an_acl_that_was_deleted(env: Env) -> None:
     result = env.invoke(SCHEDULED)
 
     assert result["missingNetworkAcls"] == [other]
-    assert {pk.split("#")[1] for pk in [*env.rows(), *env.seats()]} == {env.acl}
+    assert {pk.split("#")[1] for pk in [*env.rows(), *env.rules()]} == {env.acl}
     (sent,) = env.reports()
     assert (
         f"Network ACL {other} does not exist: dropped 1 recorded block(s) for it"
@@ -1244,7 +1300,10 @@ def test_every_call_is_declared(env: Env, monkeypatch: pytest.MonkeyPatch) -> No
     event["detail"]["resource"]["instanceDetails"]["networkInterfaces"][0]["subnetId"] = env.subnet
     env.invoke(event)
     env.clock.advance(7200)
+    env.set_env(NACL_IDS=json.dumps([env.acl]))
+    env.add_entry(79, "9.9.9.8/32")  # a deny of our form nothing records: an orphan
     env.invoke(SCHEDULED)
+    env.invoke(SCHEDULED)  # reads when the orphan was first seen
 
     declared = permissions.actions(PERMISSIONS)
     assert env.calls <= declared, env.calls - declared
@@ -1415,7 +1474,7 @@ def test_a_full_acl_is_a_reported_rejection_and_the_other_acls_are_still_blocked
     assert "quota" in rejected["reason"]
     assert env.in_range() == {71: SSH_SOURCE}
     assert env.in_range(acl=full) == {}
-    assert not [pk for pk in [*env.rows(), *env.seats()] if full in pk], "withdrawn, not left"
+    assert not [pk for pk in [*env.rows(), *env.rules()] if full in pk], "withdrawn, not left"
     (sent,) = env.reports()
     assert any("AWS refused the entry" in line for line in sent["detail"]["actions"])
 
@@ -1491,7 +1550,7 @@ def test_placement_retries_stop_in_time_for_the_lambda_timeout(env: Env) -> None
     with pytest.raises(logic.PlacementError, match="the next attempt would not finish in time"):
         env.invoke(load(SSH))
 
-    assert env.clock.at - START <= 60 - logic.DEADLINE_MARGIN_SECONDS
+    assert env.clock.at - START <= 60 - blocking.DEADLINE_MARGIN_SECONDS
     assert len(refused) < logic.MAX_ATTEMPTS
 
 
@@ -1528,11 +1587,11 @@ def test_an_unblock_right_after_a_block_does_not_believe_one_stale_read(env: Env
 
     env.invoke({"action": "unblock", "addresses": ["1.0.0.1"], "reason": "test"})
 
-    assert env.in_range() == {}, "the deny must not outlive its row and seat"
-    assert env.rows() == {} and env.seats() == {}
+    assert env.in_range() == {}, "the deny must not outlive its row and rule item"
+    assert env.rows() == {} and env.rules() == {}
 
 
-def test_a_delete_still_shown_keeps_its_seat_until_a_sweep_sees_it_gone(env: Env) -> None:
+def test_a_delete_still_shown_keeps_its_rule_item_until_a_sweep_sees_it_gone(env: Env) -> None:
     manual_block(env, ["1.0.0.1"], ttl=3600)
     deleted: list[int] = []
     client = aws.client("ec2")
@@ -1562,18 +1621,18 @@ def test_a_delete_still_shown_keeps_its_seat_until_a_sweep_sees_it_gone(env: Env
 
     assert deleted == [71]
     assert env.in_range() == {}
-    (seat,) = env.seats().values()
-    assert "releasing" in seat, "not believed gone yet: the seat still names the entry"
+    assert list(env.rules()) == [f"rule#{env.acl}#ingress#71"], "not believed gone yet"
+    assert env.rows() == {}
 
     env.invoke(SCHEDULED)
 
-    assert env.seats() == {} and env.in_range() == {}
+    assert env.rules() == {} and env.in_range() == {}
 
 
 def test_a_deny_of_our_form_that_nothing_records_is_removed_after_the_grace(env: Env) -> None:
     manual_block(env, ["1.0.0.1"], ttl=3600)
     env.add_entry(75, "9.9.9.9/32", action="allow")
-    for pk in [*env.rows(), *env.seats()]:
+    for pk in [*env.rows(), *env.rules()]:
         env.delete_item(pk)  # the record lost, the deny left behind
 
     first = env.invoke(SCHEDULED)

@@ -1,0 +1,423 @@
+"""The blocking engine: one flow for every enforcement point.
+
+event -> findings (:mod:`functions.common.intake`, through :func:`blocking.dispatch`) ->
+candidate addresses, each with the role of the remote party -> decisions (allowlist,
+global addresses only, the roles the point answers; the catalog and severity threshold
+decided the findings already) -> state rows with expiry -> the enforcement point ->
+report. The point's own ``sweep`` reconciles its rows and what it holds, both ways.
+
+An **enforcement point** is a :class:`Point`: what it holds and how it adds and removes
+(its ``enforce``), its capacity and eviction (inside ``enforce``), and the words its
+reports use. ``waf_blocker`` (WAF IP sets: inbound attackers only) and ``nacl_blocker``
+(network ACL entries: inbound through ingress, outbound through egress when enabled)
+each define one in their ``logic`` module; a third (a Network Firewall rule group, say)
+is one more ``logic`` module with its ``Point`` and its Terraform module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from functions.common import addresses, report
+from functions.common.blocking import (
+    DEFAULT_BLOCK_TTL_SECONDS,
+    DEFAULT_SEVERITY_THRESHOLD,
+    MAX_TTL_SECONDS,
+    MIN_TTL_SECONDS,
+    SYSTEM_CLOCK,
+    BlockRequest,
+    Clock,
+    GuardDutyFindingEvent,
+    Origin,
+    UnblockRequest,
+    handle_guardduty,
+    report_severity,
+)
+from functions.common.finding_catalog import Role
+from functions.common.intake import Batch, Finding
+
+
+class ConfigError(ValueError):
+    """The function's environment is wrong: a deployment bug, not bad input."""
+
+
+class Outcome(Protocol):
+    """What one request did at a point: its result fields and report lines."""
+
+    rejected: list[tuple[str, str]]
+
+    @property
+    def resources(self) -> list[str]: ...
+
+    def result(self, **extra: Any) -> dict[str, Any]: ...
+
+    def actions(self, config: Any) -> list[str]: ...
+
+    def tally(self, ttl_seconds: int) -> str: ...
+
+    @property
+    def addresses_blocked(self) -> int: ...
+
+
+@dataclass
+class Tally:
+    """What every point's outcome holds: rejections (address, why) and the resources
+    written (for the report). Each point adds what it blocked and evicted."""
+
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    resources: list[str] = field(default_factory=list)
+
+    def fields(self, blocked: list[Any], evicted: list[Any], **extra: Any) -> dict[str, Any]:
+        """The result of a processed request."""
+        return {
+            "status": "processed",
+            **extra,
+            "blocked": blocked,
+            "rejected": [{"address": a, "reason": r} for a, r in self.rejected],
+            "evicted": evicted,
+        }
+
+
+Candidate = tuple[addresses.IPAddress, Role]
+OutcomeT = TypeVar("OutcomeT", bound=Outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request to a point: the candidates to block, for how long and why."""
+
+    findings: Sequence[Finding]  # empty for an operator's request
+    candidates: Sequence[Candidate]
+    ttl_seconds: int
+    reason: str
+    finding_ids: Sequence[str]
+    region: str
+
+
+class Point(ABC, Generic[OutcomeT]):
+    """An enforcement point, for one invocation (its configuration and clock)."""
+
+    function: ClassVar[str]
+    # How reports name what happened: "Blocked ... at the edge", "Denied ... in network ACLs".
+    verb: ClassVar[str]
+    where: ClassVar[str]
+    outcome: Callable[[], OutcomeT]  # a new, empty outcome
+
+    def __init__(self, config: Any, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.logger = Logger(service=self.function, child=True)
+
+    @abstractmethod
+    def enforce(self, job: Job, outcome: OutcomeT) -> dict[str, Any] | str:
+        """Decide each candidate (allowlist, global, the roles this point answers), record
+        the blocks and write them; the extra result fields, or (a string) why the request
+        has nowhere to go at all."""
+
+    # ------------------------------------------------------------------- entry points
+    # Each logic module binds these to its names (``apply = WafPoint.apply``), so that
+    # :func:`blocking.dispatch` calls every point the same way.
+
+    @classmethod
+    def apply(
+        cls, findings: Sequence[Finding], origin: Origin, config: Any, clock: Clock
+    ) -> dict[str, Any]:
+        """Block the candidates of decided findings (a GuardDuty finding, a Block IP action)."""
+        return apply_findings(cls(config, clock), findings, origin)
+
+    @classmethod
+    def block(
+        cls, request: BlockRequest, config: Any, clock: Clock, *, account: str, region: str
+    ) -> dict[str, Any]:
+        """An operator's block: the same decisions as findings."""
+        return block_request(cls(config, clock), request, account=account, region=region)
+
+    @classmethod
+    def handle_finding(
+        cls,
+        event: GuardDutyFindingEvent,
+        config: Any,
+        clock: Clock = SYSTEM_CLOCK,
+        lambda_context: LambdaContext | None = None,
+    ) -> dict[str, Any]:
+        """A GuardDuty finding: decided by the catalog and threshold, applied once."""
+        point = cls(config, clock)
+        return handle_guardduty(
+            event,
+            config,
+            clock,
+            apply=cls.apply,
+            logger=point.logger,
+            lambda_context=lambda_context,
+            subnets=point.finding_subnets(event.detail.resource),
+            refuse=point.refuse,
+        )
+
+    def finding_subnets(self, resource: Mapping[str, Any]) -> Sequence[str]:
+        """The subnets of the finding's resource, where the point needs them."""
+        return ()
+
+    def refuse(self, finding: Finding) -> str | None:
+        """Why this point cannot take ``finding`` at all (before any write), or None."""
+        return None
+
+    def publish(self, **fields: Any) -> bool:
+        """Send the remediation report, if a topic or a report bus is configured; whether
+        one was sent."""
+        topic = self.config.notify_topic_arn
+        if not report.wanted(topic):
+            return False
+        now = datetime.fromtimestamp(self.clock.now(), UTC)
+        report.publish(topic, report.remediation_report(function=self.function, now=now, **fields))
+        return True
+
+
+def parse_hosts(texts: Sequence[str], rejected: list[tuple[str, str]]) -> list[addresses.IPAddress]:
+    """The addresses of an operator's request; each one that is not, rejected with why."""
+    hosts: list[addresses.IPAddress] = []
+    for text in texts:
+        try:
+            hosts.append(addresses.parse_host(text))
+        except ValueError as exc:
+            rejected.append((text, str(exc)))
+    return hosts
+
+
+def apply_findings(
+    point: Point[Any], findings: Sequence[Finding], origin: Origin
+) -> dict[str, Any]:
+    """Block the candidates of decided findings at ``point``; report and return it."""
+    batch = Batch.of(findings)
+    outcome = point.outcome()
+    outcome.rejected.extend(batch.rejected)
+    if not batch.candidates and not outcome.rejected:
+        point.logger.info("nothing to block in the finding(s)", extra=origin.ids)
+        return outcome.result(**origin.ids, notified=False)
+    ttl = point.config.block_ttl_seconds
+    job = Job(findings, batch.candidates, ttl, origin.reason, batch.finding_ids, origin.region)
+    extra = point.enforce(job, outcome)
+    if isinstance(extra, str):
+        point.logger.warning("finding rejected", extra={**origin.ids, "reason": extra})
+        return {"status": "rejected", **origin.ids, "reason": extra}
+    ids = batch.finding_ids
+    notified = point.publish(
+        title=f"{point.verb} {outcome.addresses_blocked} address(es) {point.where}: {batch.types}",
+        severity=report_severity(batch.severity),
+        summary=(
+            f"{origin.reason} (severity {batch.severity}) named {len(batch.candidates)} remote "
+            f"address(es): {outcome.tally(ttl)}"
+        ),
+        actions=outcome.actions(point.config),
+        account=origin.account,
+        region=origin.region,
+        resources=[*outcome.resources, *(f.arn for f in findings if f.arn)],
+        finding_id=ids[0] if len(ids) == 1 else None,
+    )
+    point.logger.info(
+        "finding(s) processed",
+        extra={
+            **origin.ids,
+            "blocked": outcome.addresses_blocked,
+            "rejected": len(outcome.rejected),
+        },
+    )
+    return outcome.result(**origin.ids, **extra, notified=notified)
+
+
+def block_request(
+    point: Point[Any], request: BlockRequest, *, account: str, region: str
+) -> dict[str, Any]:
+    """An operator's block: the same decisions as findings, inbound attackers."""
+    outcome = point.outcome()
+    hosts = parse_hosts(request.addresses, outcome.rejected)
+    ttl = request.ttl_seconds or point.config.block_ttl_seconds
+    candidates = [(host, Role.INBOUND_ATTACKER) for host in hosts]
+    extra = point.enforce(Job((), candidates, ttl, request.reason, (), region), outcome)
+    if isinstance(extra, str):
+        point.logger.warning("request rejected", extra={"reason": extra})
+        return {"status": "rejected", "action": "block", "reason": extra}
+    notified = point.publish(
+        title=f"{point.verb} {outcome.addresses_blocked} address(es) {point.where} on request",
+        severity="INFO",
+        summary=f"Manual block ({request.reason}): {outcome.tally(ttl)}",
+        actions=outcome.actions(point.config),
+        account=account,
+        region=region,
+        resources=outcome.resources,
+    )
+    return outcome.result(action="block", **extra, notified=notified)
+
+
+def unblock_result(
+    point: Point[Any],
+    request: UnblockRequest,
+    *,
+    unblocked: Sequence[Any],
+    count: int,
+    not_blocked: Sequence[str],
+    rejected: Sequence[tuple[str, str]],
+    actions: Sequence[str],
+    account: str,
+    region: str,
+    resources: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Report an operator's unblock (``actions``: what was lifted) and return its result."""
+    lines = [*actions, *(f"{cidr} was not blocked" for cidr in not_blocked)]
+    lines += [f"Did not unblock {address}: {reason}" for address, reason in rejected]
+    notified = point.publish(
+        title=f"Unblocked {count} address(es) {point.where} on request",
+        severity="INFO",
+        summary=f"Manual unblock ({request.reason}): {count} unblocked.",
+        actions=lines,
+        account=account,
+        region=region,
+        **({"resources": list(resources)} if resources else {}),
+    )
+    return {
+        "status": "processed",
+        "action": "unblock",
+        "unblocked": list(unblocked),
+        "notBlocked": list(not_blocked),
+        "rejected": [{"address": a, "reason": r} for a, r in rejected],
+        "notified": notified,
+    }
+
+
+# --------------------------------------------------------------------------- state rows
+
+
+def upsert_row(
+    db: Any,
+    table: str,
+    key: Mapping[str, Any],
+    identity: Mapping[str, Mapping[str, str]],
+    *,
+    expires_at: int,
+    reason: str,
+    finding_ids: Sequence[str],
+    now: int,
+) -> int:
+    """Record a block (``identity``: the point's own attributes of the row); returns the
+    row's expiry, which never moves earlier."""
+    names = {f"#{name}": name for name in identity}
+    values: dict[str, Any] = {f":{name}": value for name, value in identity.items()}
+    names |= {
+        "#reason": "reason",
+        "#last": "last_seen",
+        "#first": "first_seen",
+        "#expires": "expires_at",
+        "#hits": "hit_count",
+    }
+    values |= {
+        ":reason": {"S": reason},
+        ":now": {"N": str(now)},
+        ":expires": {"N": str(expires_at)},
+        ":one": {"N": "1"},
+    }
+    own = ", ".join(f"#{name} = :{name}" for name in identity)
+    expression = (
+        f"SET {own}, #reason = :reason, #last = :now, #first = if_not_exists(#first, :now), "
+        "#expires = if_not_exists(#expires, :expires) ADD #hits :one"
+    )
+    if finding_ids:
+        names["#findings"] = "finding_ids"
+        values[":findings"] = {"SS": list(dict.fromkeys(finding_ids))}
+        expression += ", #findings :findings"
+    response = db.update_item(
+        TableName=table,
+        Key=dict(key),
+        UpdateExpression=expression,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+        ReturnValues="ALL_NEW",
+    )
+    current = int(response["Attributes"]["expires_at"]["N"])
+    if current >= expires_at:
+        return current
+    # DynamoDB has no max(); a conditional SET gives "extend, never shorten", and a failed
+    # condition means a concurrent writer extended it further already.
+    with contextlib.suppress(db.exceptions.ConditionalCheckFailedException):
+        db.update_item(
+            TableName=table,
+            Key=dict(key),
+            UpdateExpression="SET #expires = :expires",
+            ConditionExpression="#expires < :expires",
+            ExpressionAttributeNames={"#expires": "expires_at"},
+            ExpressionAttributeValues={":expires": {"N": str(expires_at)}},
+        )
+    return expires_at
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _named(name: str, message: str) -> str:
+    return message if message.startswith(name) else f"{name}: {message}"
+
+
+class Settings(BaseModel):
+    """The settings every point has, from the environment (one pydantic model per
+    function: its ``Config`` subclasses this). Fields are read by their variable name
+    (the alias); an empty variable counts as unset; every error names its variable."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    state_table: str = Field(alias="STATE_TABLE", min_length=1)
+    allowlist: tuple[IPv4Network | IPv6Network, ...] = Field(default=(), alias="ALLOWLIST_CIDRS")
+    block_ttl_seconds: int = Field(default=DEFAULT_BLOCK_TTL_SECONDS, alias="BLOCK_TTL_SECONDS")
+    severity_threshold: float = Field(
+        default=DEFAULT_SEVERITY_THRESHOLD, alias="SEVERITY_THRESHOLD"
+    )
+    notify_topic_arn: str = Field(default="", alias="NOTIFY_TOPIC_ARN")
+    block_ip_action_arn: str = Field(default="", alias="BLOCK_IP_ACTION_ARN")
+
+    @field_validator("allowlist", mode="before")
+    @classmethod
+    def _allowlist(cls, raw: Any) -> Any:
+        return addresses.parse_allowlist(raw) if isinstance(raw, str) else raw
+
+    @field_validator("block_ttl_seconds")
+    @classmethod
+    def _ttl(cls, ttl: int) -> int:
+        if not MIN_TTL_SECONDS <= ttl <= MAX_TTL_SECONDS:
+            raise ValueError(
+                f"BLOCK_TTL_SECONDS must be {MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}, got {ttl}"
+            )
+        return ttl
+
+    @field_validator("severity_threshold")
+    @classmethod
+    def _severity(cls, severity: float) -> float:
+        if not 0 <= severity <= 10:
+            raise ValueError(f"SEVERITY_THRESHOLD must be 0..10, got {severity}")
+        return severity
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        """The configuration, or :class:`ConfigError` naming the variable that is wrong."""
+        names = [f.alias for f in cls.model_fields.values() if f.alias]
+        values = {name: env[name].strip() for name in names if env.get(name, "").strip()}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = str(error["loc"][0]) if error["loc"] else ""
+            if error["type"] == "missing":
+                message = f"environment variable {name} is required"
+            elif error["type"] in {"int_parsing", "float_parsing"}:
+                message = f"{name} must be a number, got {values[name]!r}"
+            elif error["type"] == "value_error":
+                message = _named(name, str(error["ctx"]["error"]))
+            else:
+                message = _named(name, f"{error['msg']}, got {values.get(name)!r}")
+            raise ConfigError(message) from None
