@@ -67,8 +67,9 @@ DEFAULT_BATCH_WINDOW_SECONDS = 5
 # conflicts, not throughput; 2 is the least SQS event sources allow.
 DEFAULT_MAXIMUM_CONCURRENCY = 2
 
-# What the event source mapping does with the function's role (it polls on the function's
-# behalf); the modules add these to each blocker's declared permissions.
+# What the event source mapping does with the function's role (Lambda polls on the
+# function's behalf; the code never calls these, so they are not in the functions'
+# permissions.py): the blocking modules add them to the role's generated policy.
 QUEUE_PERMISSIONS: tuple[Permission, ...] = (
     Permission("sqs:ReceiveMessage", "intake_queue", "the event source mapping polls the queue"),
     Permission("sqs:DeleteMessage", "intake_queue", "the event source mapping deletes done work"),
