@@ -232,6 +232,10 @@ class ModuleStack(TerraformStack):
     # Further Lambdas of the module (functions/<name>/), packaged beside function.zip as
     # <name>.zip and wired with remediator(lambda_name=<name>).
     extra_functions: ClassVar[tuple[str, ...]] = ()
+    # Permissions the Lambda service uses with the function's role on the module's behalf
+    # (an SQS event source mapping polls with it): part of its policy, though the code
+    # never calls them, so they are not in the function's permissions.py.
+    service_permissions: ClassVar[tuple[Permission, ...]] = ()
     # Limits AWS enforces that the module checks (README "Limits"); every module with a
     # remediator has FUNCTION_LIMITS too.
     limits: ClassVar[tuple[str, ...]] = ()
@@ -629,6 +633,8 @@ class ModuleStack(TerraformStack):
             )
             resources = {report.EVENT_BUS_RESOURCE: f'["{bus_arn}"]', **resources}
             environment = {report.EVENT_BUS_VARIABLE: report.DEFAULT_EVENT_BUS, **environment}
+        if name == self.function:
+            declared += self.service_permissions
         unknown = {p.resource for p in declared} - set(resources)
         if unknown:
             raise ValueError(f"{self.name}: no ARNs given for {sorted(unknown)} of {name}")

@@ -78,7 +78,7 @@ def module_readme(module: type[ModuleStack], zip_sha256: str | None) -> str:
         ]
         lines += [
             f"| `{p.action}` | {p.resource} | {_cell(p.why)} |"
-            for p in declared_permissions(module.function)
+            for p in (*declared_permissions(module.function), *module.service_permissions)
         ]
     lines += module.readme_sections()
     for extra in module.extra_functions:

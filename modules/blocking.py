@@ -19,20 +19,26 @@ from cdktn_provider_aws.dynamodb_table import (
     DynamodbTableServerSideEncryption,
     DynamodbTableTtl,
 )
+from cdktn_provider_aws.lambda_event_source_mapping import (
+    LambdaEventSourceMapping,
+    LambdaEventSourceMappingScalingConfig,
+)
 from cdktn_provider_aws.lambda_function import LambdaFunction
 from cdktn_provider_aws.lambda_permission import LambdaPermission
+from cdktn_provider_aws.sqs_queue import SqsQueue
 
 from bundle.inputs import (
     CIDR,
     Input,
     Rule,
+    integer_between,
     number_between,
     one_of,
     regex,
     sentinel_or_integer_between,
 )
 from bundle.module import REPORTING_INPUTS, ModuleStack, event_pattern_expression, ref, splat
-from functions.common import events, finding_catalog
+from functions.common import events, finding_catalog, queue
 from functions.common.blocking import (
     DEFAULT_SEVERITY_THRESHOLD,
     PUBLISHING_FREQUENCIES,
@@ -64,6 +70,80 @@ def block_ip_pattern() -> dict[str, Any]:
         "detail-type": [events.SECURITY_HUB_CUSTOM_ACTION],
         "resources": ["__BLOCK_IP_ACTION_ARN__"],
     }
+
+
+# Conflict retries (WAF LockToken, NACL rule numbers) back off for up to ~9 s; a batch of
+# findings writes its rows in the same invocation.
+BLOCKER_TIMEOUT_SECONDS = 120
+# AWS: a queue's visibility timeout at least six times the function's timeout (plus the
+# batch window), so a batch Lambda retries after a throttle is not visible twice at once.
+# https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html
+VISIBILITY_TIMEOUTS_PER_FUNCTION_TIMEOUT = 6
+# Receives before a message moves to the remediator's dead-letter queue; AWS advises at
+# least 5 so throttled batches are not dead-lettered.
+MAX_RECEIVE_COUNT = 5
+INTAKE_RETENTION_SECONDS = 4 * 24 * 3600
+
+
+# The event source mapping polls the queue with the remediator's role.
+QUEUE_PERMISSIONS = queue.QUEUE_PERMISSIONS
+
+
+def _whole_number(name: str, description: str, default: int, low: int, high: int) -> Input:
+    return Input(name, "number", description, default=default, rules=(integer_between(low, high),))
+
+
+def queue_inputs() -> tuple[Input, ...]:
+    """How the blocker's queue hands findings to it (the event source mapping)."""
+    scaling = "https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html"
+    return (
+        _whole_number(
+            "queue_batch_size",
+            "Most findings the remediator receives from its queue in one invocation (1 to "
+            "1000); it applies them to its enforcement point in one read-modify-write. "
+            f"Above 10, queue_batch_window_seconds must be at least 1. See {scaling}.",
+            queue.DEFAULT_BATCH_SIZE,
+            1,
+            1000,
+        ),
+        _whole_number(
+            "queue_batch_window_seconds",
+            "Seconds the queue gathers findings before invoking the remediator with them "
+            "(0 to 300): during a burst, a few seconds of delay turn hundreds of writes into "
+            "a few. See https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html.",
+            queue.DEFAULT_BATCH_WINDOW_SECONDS,
+            0,
+            300,
+        ),
+        _whole_number(
+            "queue_maximum_concurrency",
+            "Most concurrent invocations the queue starts (2, the least SQS event sources "
+            "allow, to 1000). Writers of one enforcement point contend (WAF LockToken, one "
+            "NACL writer at a time), so more adds conflicts rather than throughput. With "
+            "reserved_concurrency set, it must stay below it: the sweep and operators need "
+            "the rest, and a queue throttled by its own function returns batches to the "
+            f"queue. See {scaling}.",
+            queue.DEFAULT_MAXIMUM_CONCURRENCY,
+            2,
+            1000,
+        ),
+    )
+
+
+QUEUE_CHECKS = (
+    {
+        "condition": "${var.queue_batch_size <= 10 || var.queue_batch_window_seconds >= 1}",
+        "error_message": "queue_batch_size above 10 needs queue_batch_window_seconds of at "
+        "least 1 (an SQS event source rule).",
+    },
+    {
+        "condition": "${var.reserved_concurrency == -1 || "
+        "var.reserved_concurrency > var.queue_maximum_concurrency}",
+        "error_message": "reserved_concurrency must exceed queue_maximum_concurrency (or be "
+        "-1): the queue would otherwise be throttled by its own function, and the sweep "
+        "would have no room.",
+    },
+)
 
 
 def blocking_inputs(allowlist_effect: str) -> tuple[Input, ...]:
@@ -141,6 +221,7 @@ def blocking_inputs(allowlist_effect: str) -> tuple[Input, ...]:
             default="",
             rules=(BLOCK_IP_ACTION,),
         ),
+        *queue_inputs(),
         *REPORTING_INPUTS,
     )
 
@@ -186,6 +267,8 @@ def blocking_remediator(
         tags=stack.tags(),
     )
     optional_arn = '{0} == "" ? [] : [{0}]'
+    hyphenated = name.replace("_", "-")
+    intake_name = f"${{var.name_prefix}}-{hyphenated}-intake"
     function = stack.remediator(
         count_expression=f"{enabled} ? 1 : 0",
         kms_key_arn=key_arn,
@@ -194,6 +277,9 @@ def blocking_remediator(
             "state_table": splat(table, "arn"),
             "notify_topic": optional_arn.format("var.notify_topic_arn"),
             "notify_kms_key": optional_arn.format("var.notify_kms_key_arn"),
+            # The queue is created below; its address is fixed by its construct id.
+            "intake_queue": f"aws_sqs_queue.{name}_intake[*].arn",
+            "intake_queue_key": f"[{key_arn.removeprefix('${').removesuffix('}')}]",
         },
         environment={
             "STATE_TABLE": stack.expr(ref(table, "name")),
@@ -204,8 +290,7 @@ def blocking_remediator(
             "BLOCK_IP_ACTION_ARN": "${var.block_ip_action_arn}",
             **environment,
         },
-        # Conflict retries (WAF LockToken, NACL rule numbers) back off for up to ~9 s.
-        timeout=120,
+        timeout=BLOCKER_TIMEOUT_SECONDS,
         preconditions=preconditions,
     )
     pattern = event_pattern_expression(
@@ -236,9 +321,9 @@ def blocking_remediator(
             Token.as_number(f"${{{action_enabled} ? 1 : 0}}"),
         ),
     }
-    hyphenated = name.replace("_", "-")
-    for trigger, (description, source, payload, rule_count) in triggers.items():
-        rule = CloudwatchEventRule(
+    rules = {}
+    for trigger, (description, source, _payload, rule_count) in triggers.items():
+        rules[trigger] = CloudwatchEventRule(
             stack,
             f"{name}_{trigger}",
             count=rule_count,
@@ -247,14 +332,21 @@ def blocking_remediator(
             tags=stack.tags(),
             **source,
         )
+    intake = _intake_queue(stack, name, intake_name, key_arn, count, rules)
+    for trigger, (_description, _source, payload, rule_count) in triggers.items():
+        # Findings and Block IP actions wait in the queue to be applied in batches; the
+        # sweep stays a direct invocation (one at a time, never behind a burst).
+        queued = payload is None
         stack.event_target(
             f"{name}_{trigger}_target",
-            rule=rule,
-            arn=stack.expr(ref(function, "arn")),
+            rule=rules[trigger],
+            arn=stack.expr(ref(intake if queued else function, "arn")),
             target_id=hyphenated,
             count=rule_count,
             payload=payload,
         )
+        if queued:
+            continue
         LambdaPermission(
             stack,
             f"{name}_{trigger}_invoke",
@@ -263,6 +355,65 @@ def blocking_remediator(
             action="lambda:InvokeFunction",
             function_name=stack.expr(ref(function, "function_name")),
             principal="events.amazonaws.com",
-            source_arn=stack.expr(ref(rule, "arn")),
+            source_arn=stack.expr(ref(rules[trigger], "arn")),
         )
+    mapping = LambdaEventSourceMapping(
+        stack,
+        f"{name}_intake_mapping",
+        count=count,
+        event_source_arn=stack.expr(ref(intake, "arn")),
+        function_name=stack.expr(ref(function, "arn")),
+        batch_size=Token.as_number("${var.queue_batch_size}"),
+        maximum_batching_window_in_seconds=Token.as_number("${var.queue_batch_window_seconds}"),
+        function_response_types=["ReportBatchItemFailures"],
+        scaling_config=LambdaEventSourceMappingScalingConfig(
+            maximum_concurrency=Token.as_number("${var.queue_maximum_concurrency}")
+        ),
+        tags=stack.tags(),
+    )
+    # Lambda checks at creation that the role may read the queue.
+    mapping.add_override("depends_on", [f"aws_iam_role_policy.{name}_policy"])
+    mapping.add_override("lifecycle.precondition", list(QUEUE_CHECKS))
     return function
+
+
+def _intake_queue(
+    stack: ModuleStack,
+    name: str,
+    queue_name: str,
+    key_arn: str,
+    count: float,
+    rules: Mapping[str, CloudwatchEventRule],
+) -> SqsQueue:
+    """The queue in front of the remediator: encrypted with the module's key, open to the
+    module's finding and Block IP rules only, failing over to the remediator's DLQ."""
+    sources = ", ".join(splat(rules[t], "arn") for t in ("findings", "block_ip"))
+    arn = queue_name.join(
+        (f"arn:{stack.arn_partition}:sqs:{stack.region_name}:{stack.account_id}:", "")
+    )
+    # Inline policy, as the module's event dead-letter queue has (one settle wait, not two).
+    return SqsQueue(
+        stack,
+        f"{name}_intake",
+        count=count,
+        name=queue_name,
+        kms_master_key_id=key_arn,
+        kms_data_key_reuse_period_seconds=300,
+        message_retention_seconds=INTAKE_RETENTION_SECONDS,
+        visibility_timeout_seconds=Token.as_number(
+            f"${{{VISIBILITY_TIMEOUTS_PER_FUNCTION_TIMEOUT} * {BLOCKER_TIMEOUT_SECONDS}"
+            " + var.queue_batch_window_seconds}"
+        ),
+        redrive_policy=stack.expr(
+            f"jsonencode({{deadLetterTargetArn = aws_sqs_queue.{name}_dlq[0].arn, "
+            f"maxReceiveCount = {MAX_RECEIVE_COUNT}}})"
+        ),
+        policy=stack.expr(
+            'jsonencode({Version = "2012-10-17", Statement = [{Sid = '
+            '"FindingRulesOfThisModule", Effect = "Allow", '
+            'Principal = {Service = "events.amazonaws.com"}, Action = "sqs:SendMessage", '
+            f'Resource = "{arn}", '
+            f'Condition = {{ArnEquals = {{"aws:SourceArn" = concat({sources})}}}}}}]}})'
+        ),
+        tags=stack.tags(),
+    )

@@ -17,7 +17,7 @@ from cdktn_provider_aws.data_aws_network_acls import (
 from bundle.inputs import Input, integer_between, regex
 from bundle.module import ModuleStack, Output, ref
 from functions.common.finding_catalog import Role
-from modules.blocking import blocking_inputs, blocking_remediator
+from modules.blocking import QUEUE_PERMISSIONS, blocking_inputs, blocking_remediator
 
 # AWS allows 20 entries per direction per network ACL by default (40 with a quota
 # increase); the remediator's share of them must leave room for the ACL's own rules.
@@ -51,6 +51,7 @@ class NaclBlocklistModule(ModuleStack):
         "DynamoDB state both ways. Its IAM policy is scoped to the guarded ACLs."
     )
     function = "nacl_blocker"
+    service_permissions = QUEUE_PERMISSIONS
     limits = (
         "AWS allows 20 rules per network ACL and direction by default (IPv4 and IPv6 "
         "counted apart, the ACL's own rules and the default rule included): `capacity` is "

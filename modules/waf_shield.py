@@ -41,7 +41,7 @@ from bundle.inputs import (
 )
 from bundle.module import ModuleStack, Output, ref, splat
 from functions.common.finding_catalog import Role
-from modules.blocking import blocking_inputs, blocking_remediator
+from modules.blocking import QUEUE_PERMISSIONS, blocking_inputs, blocking_remediator
 
 RATE_WINDOWS = (60, 120, 300, 600)
 REDACTABLE = ("single_header", "uri_path", "query_string", "method")
@@ -171,6 +171,7 @@ class WafShieldModule(ModuleStack):
         "topic."
     )
     function = "waf_blocker"
+    service_permissions = QUEUE_PERMISSIONS
     limits = (
         "WAF allows 10,000 addresses per IP set: `max_addresses_per_set` caps the "
         "blocklists, evicting the block that expires first.",

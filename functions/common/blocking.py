@@ -402,6 +402,10 @@ def dispatch(
         clock = replace(clock, deadline=clock.now() + remaining() / 1000 - DEADLINE_MARGIN_SECONDS)
     if not isinstance(event, dict):
         return _rejection(logger, f"expected a JSON object, got {type(event).__name__}")
+    if "Records" in event:  # a batch from the blocker's SQS queue (functions/common/queue.py)
+        from functions.common.queue import handle_batch  # queue imports this module
+
+        return handle_batch(event, config, clock, logic, logger, context)
     if "action" in event:
         try:
             request = parse(event, model=DirectRequest).root

@@ -275,7 +275,8 @@ def test_waf_blocker_policy_is_generated_from_declared_permissions(dist: Path) -
     policy = data["resource"]["aws_iam_role_policy"]["waf_blocker_policy"]["policy"]
     actions = set(re.findall(r'"([a-z0-9]+:[A-Za-z*]+)"', policy))
     infrastructure = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
-    assert actions - infrastructure == {p.action for p in PERMISSIONS}
+    service = {p.action for p in REGISTRY["waf_shield"].service_permissions}
+    assert actions - infrastructure == {p.action for p in PERMISSIONS} | service
     assert "aws_wafv2_ip_set.block_ipv4[*].arn" in policy
     assert "aws_wafv2_ip_set.allow_ipv4" not in policy, "the remediator never edits the allowlist"
     assert '"*"' not in policy
@@ -305,9 +306,9 @@ def test_nacl_blocklist_resources(dist: Path) -> None:
     from functions.nacl_blocker.permissions import PERMISSIONS
 
     actions = set(re.findall(r'"([a-z0-9]+:[A-Za-z*]+)"', policy))
-    assert actions - {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"} == {
-        p.action for p in PERMISSIONS
-    }
+    service = {p.action for p in REGISTRY["nacl_blocklist"].service_permissions}
+    infrastructure = {"logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage"}
+    assert actions - infrastructure == {p.action for p in PERMISSIONS} | service
     # Only Describe calls get a wildcard resource, and the permission says why.
     wildcard = [p for p in PERMISSIONS if p.resource == "describe"]
     assert {p.action for p in wildcard} <= {"ec2:DescribeNetworkAcls", "ec2:DescribeInstances"}
@@ -501,3 +502,50 @@ def test_blocking_modules_take_the_block_ip_action_and_answer_their_roles(dist: 
         findings = rules[f"{function}_findings"]["event_pattern"]
         assert "UnauthorizedAccess:EC2/TorIPCaller" in findings
         assert ("Backdoor:EC2/C&CActivity.B" in findings) is outbound, "WAF: inbound only"
+
+
+def test_blocking_modules_put_a_queue_in_front_of_the_remediator(dist: Path) -> None:
+    for name in ("waf_shield", "nacl_blocklist"):
+        data = load(dist / "modules" / name / "main.tf.json")
+        function = REGISTRY[name].function
+        resources = data["resource"]
+        queue = resources["aws_sqs_queue"][f"{function}_intake"]
+        assert queue["kms_master_key_id"] == "${aws_kms_key.this[0].arn}"
+        assert f"aws_sqs_queue.{function}_dlq[0].arn" in queue["redrive_policy"]
+        timeout = resources["aws_lambda_function"][function]["timeout"]
+        assert queue["visibility_timeout_seconds"] == (
+            f"${{6 * {timeout} + var.queue_batch_window_seconds}}"
+        ), "six times the function timeout plus the batch window (AWS)"
+        policy = queue["policy"]
+        assert 'Principal = {Service = "events.amazonaws.com"}' in policy
+        assert '"aws:SourceArn" = concat(' in policy
+        for trigger in ("findings", "block_ip"):
+            assert f"aws_cloudwatch_event_rule.{function}_{trigger}[*].arn" in policy
+            target = resources["aws_cloudwatch_event_target"][f"{function}_{trigger}_target"]
+            assert target["arn"] == f"${{aws_sqs_queue.{function}_intake[0].arn}}"
+            assert f"{function}_{trigger}_invoke" not in resources["aws_lambda_permission"]
+        sweep = resources["aws_cloudwatch_event_target"][f"{function}_sweep_target"]
+        assert sweep["arn"] == f"${{aws_lambda_function.{function}[0].arn}}", "sweep stays direct"
+        assert f"{function}_sweep_invoke" in resources["aws_lambda_permission"]
+        mapping = resources["aws_lambda_event_source_mapping"][f"{function}_intake_mapping"]
+        assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+        assert mapping["batch_size"] == "${var.queue_batch_size}"
+        assert mapping["maximum_batching_window_in_seconds"] == (
+            "${var.queue_batch_window_seconds}"
+        )
+        assert mapping["scaling_config"] == {
+            "maximum_concurrency": "${var.queue_maximum_concurrency}"
+        }
+        assert mapping["depends_on"] == [f"aws_iam_role_policy.{function}_policy"]
+        conditions = " ".join(p["condition"] for p in mapping["lifecycle"]["precondition"])
+        assert "var.reserved_concurrency > var.queue_maximum_concurrency" in conditions
+        assert "var.queue_batch_window_seconds >= 1" in conditions
+        variables = data["variable"]
+        assert variables["queue_batch_size"]["default"] == 100
+        assert variables["queue_batch_window_seconds"]["default"] == 5
+        assert variables["queue_maximum_concurrency"]["default"] == 2
+        for variable in ("queue_batch_size", "queue_maximum_concurrency"):
+            assert variables[variable]["validation"], f"{variable} is validated"
+        role_policy = resources["aws_iam_role_policy"][f"{function}_policy"]["policy"]
+        assert f"aws_sqs_queue.{function}_intake[*].arn" in role_policy
+        assert "sqs:ReceiveMessage" in role_policy and "sqs:DeleteMessage" in role_policy

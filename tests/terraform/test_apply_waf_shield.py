@@ -7,6 +7,8 @@ What moto cannot do, and how this test handles it:
   environment, boto3 pointed at the same server.
 - EventBridge in moto delivers neither to Lambda nor to SNS targets and has no
   TestEventPattern: the rules' patterns run through moto's matcher with SQS probe targets.
+  It does deliver to the blocker's intake queue, and moto's event source mapping invokes
+  the function as a message arrives: that invoke is routed to the handler in-process.
 - moto has no Shield Advanced: Shield protections are planned, not applied.
 - moto rejects unknown layer ARNs: the root configuration publishes a stand-in layer.
 """
@@ -22,6 +24,7 @@ import pytest
 from pytest_terraform import terraform
 
 from bundle.motoserver import InProcessContext
+from bundle.motoworkflow import lambda_runs_in_process
 from tests.terraform.conftest import (
     MotoStack,
     finding,
@@ -171,10 +174,42 @@ def test_remediator_blocks_reports_and_expires(
 
     context: Any = InProcessContext.of(function["FunctionArn"])
 
-    result = handler.lambda_handler(
-        finding("gd_waf_ssh_bruteforce_inbound.json"), context, clock=clock
-    )
-    assert [b["address"] for b in result["blocked"]] == ["185.220.101.46/32"]
+    # The first finding travels as in AWS: the bus, the findings rule, the intake queue and
+    # its event source mapping, whose Lambda invoke (moto makes it as the message arrives)
+    # runs the handler here.
+    (mapping,) = client("lambda").list_event_source_mappings(FunctionName=function["FunctionArn"])[
+        "EventSourceMappings"
+    ]
+    assert mapping["EventSourceArn"].endswith(":wafapply-waf-blocker-intake")
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == 100
+    ssh = finding("gd_waf_ssh_bruteforce_inbound.json")
+    results: list[Any] = []
+
+    def run(event: dict[str, Any]) -> Any:
+        # moto's EventBridge leaves `account` out of what it puts on an SQS target (keys:
+        # version, id, detail-type, source, time, region, resources, detail); AWS always
+        # sends it, and the handler rejects an event without it. Put it back.
+        for record in event["Records"]:
+            body = json.loads(record["body"])
+            record["body"] = json.dumps({"account": ssh["account"], **body})
+        results.append(handler.lambda_handler(event, context, clock=clock))
+        return results[-1]
+
+    # moto lets the schedule rule match every event and fails on its Lambda target: it
+    # gets a probe meanwhile (see test_findings_rule_matches_the_catalog).
+    sweep = probe_rules(STACK[0], ["wafapply-waf-blocker-sweep"])
+    try:
+        with lambda_runs_in_process({function["FunctionName"]: run}) as invocations:
+            sweep(ssh)
+    finally:
+        sweep.restore()  # type: ignore[attr-defined]
+    (batch,) = invocations
+    (record,) = batch["Records"]
+    assert record["eventSourceARN"] == mapping["EventSourceArn"]
+    assert json.loads(record["body"])["detail"]["id"] == ssh["detail"]["id"]
+    assert results == [{"batchItemFailures": []}]
+    assert ip_set(out["blocklist_ipv4_ip_set_arn"]) == ["185.220.101.46/32"]
     result = handler.lambda_handler(finding("gd_waf_port_probe.json"), context, clock=clock)
     assert "45.155.205.233" in {r["address"] for r in result["rejected"]}, "allow-listed"
     result = handler.lambda_handler(
@@ -206,8 +241,12 @@ def test_plan_after_apply_changes_nothing_and_plans_shield(waf_shield_apply: Any
     # one difference allowed is moto's: it drops Lambda DeadLetterConfig, so the provider
     # wants to set it again.
     function = "module.waf_shield.aws_lambda_function.waf_blocker[0]"
+    # moto returns a queue's RedrivePolicy as json.dumps with spaces, which the provider
+    # plans as a whitespace change (a two-queue root against moto alone shows it); AWS
+    # returns it compact.
     assert planned_changes(waf_shield_apply, ROOT_CONFIG) == {
-        function: {"update", "dead_letter_config"}
+        function: {"update", "dead_letter_config"},
+        "module.waf_shield.aws_sqs_queue.waf_blocker_intake[0]": {"update", "redrive_policy"},
     }
     shield = planned_changes(waf_shield_apply, ROOT_CONFIG, "-var", "shield=true")
     for name in ("web", "static"):
@@ -218,7 +257,10 @@ def test_plan_after_apply_changes_nothing_and_plans_shield(waf_shield_apply: Any
         '.shield_auto_mitigation["web"]'
     )
     assert shield.pop(response) >= {"create"}
-    assert shield == {function: {"update", "dead_letter_config"}}, "nothing else changes"
+    assert shield == {
+        function: {"update", "dead_letter_config"},
+        "module.waf_shield.aws_sqs_queue.waf_blocker_intake[0]": {"update", "redrive_policy"},
+    }, "nothing else changes"
 
 
 def test_mitigation_of_a_resource_without_this_web_acl_fails_the_plan(
