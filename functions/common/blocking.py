@@ -283,6 +283,21 @@ def _apply_once(
     return apply(findings, origin, config, clock)
 
 
+def decide_guardduty(
+    detail: GuardDutyFinding, subnets: Sequence[str], severity_threshold: float
+) -> Finding:
+    """A GuardDuty finding's candidates and decision (catalog, threshold)."""
+    return guardduty_finding(
+        finding_id=detail.id,
+        finding_type=detail.type,
+        severity=detail.severity,
+        arn=detail.arn,
+        service=detail.service,
+        subnets=subnets,
+        severity_threshold=severity_threshold,
+    )
+
+
 def handle_guardduty(
     event: GuardDutyFindingEvent,
     config: Any,
@@ -302,15 +317,7 @@ def handle_guardduty(
     """
     detail = event.detail
     ids = {"findingId": detail.id, "findingType": detail.type}
-    finding = guardduty_finding(
-        finding_id=detail.id,
-        finding_type=detail.type,
-        severity=detail.severity,
-        arn=detail.arn,
-        service=detail.service,
-        subnets=subnets,
-        severity_threshold=config.severity_threshold,
-    )
+    finding = decide_guardduty(detail, subnets, config.severity_threshold)
     if finding.ignored is not None:
         logger.info("finding ignored", extra={**ids, "reason": finding.ignored})
         return {"status": "ignored", **ids, "reason": finding.ignored}

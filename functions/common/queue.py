@@ -43,12 +43,12 @@ from functions.common.blocking import (
     GuardDutyFindingEvent,
     Origin,
     _describe,
+    decide_guardduty,
     persistence_layer,
 )
 from functions.common.intake import (
     CustomActionEvent,
     Finding,
-    guardduty_finding,
     security_hub_findings,
 )
 from functions.common.permissions import Permission
@@ -140,15 +140,7 @@ def _decide_guardduty(
         return item.settle("rejected", f"invalid GuardDuty finding event: {_describe(exc)}")
     detail = parsed.detail
     item.ids = {"findingId": detail.id, "findingType": detail.type}
-    finding = guardduty_finding(
-        finding_id=detail.id,
-        finding_type=detail.type,
-        severity=detail.severity,
-        arn=detail.arn,
-        service=detail.service,
-        subnets=subnets(detail.resource),
-        severity_threshold=config.severity_threshold,
-    )
+    finding = decide_guardduty(detail, subnets(detail.resource), config.severity_threshold)
     if finding.ignored is not None:
         return item.settle("ignored", finding.ignored)
     item.delivery = {"findingId": detail.id, "updatedAt": detail.updated_at}
