@@ -24,7 +24,14 @@ from pytest_terraform import terraform
 
 from bundle.motoserver import InProcessContext
 from functions.common.queue import sqs_batch
-from tests.terraform.conftest import MotoStack, finding, outputs, plan_fails, planned_changes
+from tests.terraform.conftest import (
+    MotoStack,
+    finding,
+    outputs,
+    plan_fails,
+    planned_changes,
+    probe_rules,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -107,10 +114,16 @@ def test_an_acl_or_subnet_that_is_not_here_fails_the_plan(
 
 
 def test_remediator_blocks_evicts_and_expires(
-    nacl_blocklist_apply: Any, monkeypatch: pytest.MonkeyPatch
+    nacl_blocklist_apply: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     from functions.common import aws
     from functions.nacl_blocker import handler, logic
+
+    # Every report is put on the default bus too (functions/common/report.py), where moto
+    # lets the schedule rule match every event and then fails on its Lambda target: the
+    # rule gets a probe queue until the test ends.
+    sweep_rule = probe_rules(STACK[0], ["naclapply-nacl-blocker-sweep"])
+    request.addfinalizer(sweep_rule.restore)  # type: ignore[attr-defined]
 
     out = outputs(nacl_blocklist_apply)
     web, data = out["web_acl_id"], out["data_acl_id"]

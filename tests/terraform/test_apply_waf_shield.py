@@ -157,7 +157,7 @@ def test_findings_rule_matches_the_catalog(waf_shield_apply: Any) -> None:
 
 
 def test_remediator_blocks_reports_and_expires(
-    waf_shield_apply: Any, monkeypatch: pytest.MonkeyPatch
+    waf_shield_apply: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     from functions.common import aws
     from functions.waf_blocker import handler, logic
@@ -197,13 +197,12 @@ def test_remediator_blocks_reports_and_expires(
         return results[-1]
 
     # moto lets the schedule rule match every event and fails on its Lambda target: it
-    # gets a probe meanwhile (see test_findings_rule_matches_the_catalog).
+    # gets a probe until the test ends (see test_findings_rule_matches_the_catalog), since
+    # every report the handler sends is put on the default bus too (functions/common/report.py).
     sweep = probe_rules(STACK[0], ["wafapply-waf-blocker-sweep"])
-    try:
-        with lambda_runs_in_process({function["FunctionName"]: run}) as invocations:
-            sweep(ssh)
-    finally:
-        sweep.restore()  # type: ignore[attr-defined]
+    request.addfinalizer(sweep.restore)  # type: ignore[attr-defined]
+    with lambda_runs_in_process({function["FunctionName"]: run}) as invocations:
+        sweep(ssh)
     (batch,) = invocations
     (record,) = batch["Records"]
     assert record["eventSourceARN"] == mapping["EventSourceArn"]
