@@ -131,6 +131,22 @@ def _make_atomic() -> None:
             setattr(backend, name, atomic)
 
 
+def _schedule_rules_match_no_events() -> None:
+    from moto.events.models import Rule
+
+    if getattr(Rule, "_playbook_schedule", False):
+        return
+    moto_send = Rule.send_to_targets
+
+    def send_to_targets(self: Rule, original_event: Any, transform_input: bool = True) -> None:
+        if self.scheduled_expression and not self.event_pattern.get_pattern():
+            return
+        moto_send(self, original_event, transform_input)
+
+    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+    Rule._playbook_schedule = True  # type: ignore[attr-defined]
+
+
 def _fill_moto_gaps() -> None:
     """Teach moto what AWS documents and moto 5.2 lacks, where the modules depend on it.
 
@@ -139,10 +155,16 @@ def _fill_moto_gaps() -> None:
       - The ID of the network ACL", see
       https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeNetworkAcls.html.
     - Atomic conditional writes (:func:`_make_atomic`).
+    - A schedule rule without an event pattern matches no PutEvents event. moto lets it
+      match every event and then fails the whole PutEvents (a 500) on its Lambda target,
+      so a remediator's report on the default bus (functions/common/report.py) failed in
+      the demo. AWS: "Rules with ScheduleExpressions self-trigger based on the given
+      schedule", https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutRule.html.
     """
     from moto.ec2.models.network_acls import NetworkAcl
 
     _make_atomic()
+    _schedule_rules_match_no_events()
     if getattr(NetworkAcl, "_playbook_filters", False):
         return
     moto_filter = NetworkAcl.get_filter_value

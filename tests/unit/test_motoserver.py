@@ -51,3 +51,27 @@ def test_the_server_knows_the_network_acl_id_filter_aws_documents() -> None:
             Filters=[{"Name": "network-acl-id", "Values": ["acl-0123456789abcdef0"]}]
         )
         assert missing["NetworkAcls"] == []
+
+
+def test_a_schedule_rule_matches_no_put_event_as_in_aws() -> None:
+    """moto lets a schedule rule match every PutEvents event and then fails the whole call
+    (a 500) on its Lambda target; in AWS a schedule rule only fires on its schedule. The
+    remediators put their reports on the default bus, where the sweep schedules live."""
+    with moto_server() as server, pointed_at(server.endpoint):
+        events = boto3.client("events", region_name="us-east-1")
+        events.put_rule(Name="sweep", ScheduleExpression="rate(5 minutes)")
+        function = "arn:aws:lambda:us-east-1:123456789012:function:sweeper"
+        events.put_targets(Rule="sweep", Targets=[{"Id": "sweeper", "Arn": function}])
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="reports")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        events.put_rule(Name="reports", EventPattern='{"source": ["playbook.test"]}')
+        queue = arn["Attributes"]["QueueArn"]
+        events.put_targets(Rule="reports", Targets=[{"Id": "queue", "Arn": queue}])
+
+        put = events.put_events(
+            Entries=[{"Source": "playbook.test", "DetailType": "Report", "Detail": "{}"}]
+        )
+
+        assert put["FailedEntryCount"] == 0
+        assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages")
