@@ -75,3 +75,12 @@ def error_code(exc: BaseException) -> str:
 def is_conditional_failure(exc: BaseException) -> bool:
     """Did a DynamoDB write fail its ConditionExpression?"""
     return error_code(exc) == "ConditionalCheckFailedException"
+
+
+def partition(region: str) -> str:
+    """The ARN partition of ``region``."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"

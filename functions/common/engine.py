@@ -16,9 +16,8 @@ is one more ``logic`` module with its ``Point`` and its Terraform module.
 
 from __future__ import annotations
 
-import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
@@ -43,6 +42,7 @@ from functions.common.blocking import (
     handle_guardduty,
     report_severity,
 )
+from functions.common.envvars import json_strings  # noqa: F401  (points use engine.X)
 from functions.common.finding_catalog import Role
 from functions.common.intake import Batch, Finding
 
@@ -120,9 +120,39 @@ class Point(ABC, Generic[OutcomeT]):
 
     @abstractmethod
     def enforce(self, job: Job, outcome: OutcomeT) -> dict[str, Any] | str:
-        """Decide each candidate (allowlist, global, the roles this point answers), record
-        the blocks and write them; the extra result fields, or (a string) why the request
-        has nowhere to go at all."""
+        """Record the blocks of :meth:`route`'s decisions and write them; the extra result
+        fields, or (a string) why the request has nowhere to go at all."""
+
+    @abstractmethod
+    def places(self, host: addresses.IPAddress, role: Role) -> Sequence[Hashable] | str:
+        """Where this point writes ``host`` for ``role`` (its IP sets, its ACL directions),
+        or why it does not answer that role."""
+
+    @abstractmethod
+    def per_request(self, place: Any) -> tuple[int, str]:
+        """At most how many addresses one request may write to ``place``, and why."""
+
+    def route(self, candidates: Sequence[Candidate], outcome: OutcomeT) -> dict[Any, list[str]]:
+        """The decisions: each candidate allowed (allowlist, global addresses only) and
+        answered by this point for its role, as CIDRs per place, within
+        :meth:`per_request`; everything else rejected with its reason."""
+        by_place: dict[Any, list[str]] = {}
+        for host, role in candidates:
+            decision = addresses.classify(host, self.config.allowlist)
+            where = self.places(host, role) if decision.allowed else decision.reason
+            if isinstance(where, str):
+                outcome.rejected.append((str(host), where))
+                continue
+            for place in where:
+                by_place.setdefault(place, []).append(addresses.canonical_cidr(host))
+        over: list[tuple[str, str]] = []
+        for place, found in by_place.items():
+            cidrs = list(dict.fromkeys(found))
+            limit, why = self.per_request(place)
+            over += [(cidr, why) for cidr in cidrs[limit:]]
+            by_place[place] = cidrs[:limit]
+        outcome.rejected.extend(dict.fromkeys(over))
+        return by_place
 
     # ------------------------------------------------------------------- entry points
     # Each logic module binds these to its names (``apply = WafPoint.apply``), so that
@@ -162,6 +192,42 @@ class Point(ABC, Generic[OutcomeT]):
             subnets=point.finding_subnets(event.detail.resource),
             refuse=point.refuse,
         )
+
+    @classmethod
+    def unblock(
+        cls, request: UnblockRequest, config: Any, clock: Clock, *, account: str, region: str
+    ) -> dict[str, Any]:
+        """An operator's unblock of addresses, wherever this point holds them."""
+        return unblock_request(cls(config, clock), request, account=account, region=region)
+
+    @classmethod
+    def sweep(cls, config: Any, clock: Clock, *, account: str, region: str) -> dict[str, Any]:
+        """Expire blocks, lift what the allowlist now covers and reconcile the point with
+        its rows both ways (:meth:`reconcile`); report what changed, if anything did."""
+        point = cls(config, clock)
+        log = SweepLog.of(*point.sweep_keys)
+        resources, summary = point.reconcile(int(clock.now()), region, log)
+        return log.finish(
+            point,
+            title=point.sweep_title,
+            summary=summary,
+            account=account,
+            region=region,
+            resources=resources,
+        )
+
+    @abstractmethod
+    def lift(self, cidrs: Sequence[str]) -> Lifted:
+        """Remove the blocks of ``cidrs`` (rows and what the point holds)."""
+
+    # The sweep's result keys and report title.
+    sweep_keys: ClassVar[tuple[str, ...]]
+    sweep_title: ClassVar[str]
+
+    @abstractmethod
+    def reconcile(self, now: int, region: str, log: SweepLog) -> tuple[list[str], str]:
+        """One sweep's work, logged in ``log``; the ARNs of what it swept and the report's
+        one-line summary."""
 
     def finding_subnets(self, resource: Mapping[str, Any]) -> Sequence[str]:
         """The subnets of the finding's resource, where the point needs them."""
@@ -258,22 +324,28 @@ def block_request(
     return outcome.result(action="block", **extra, notified=notified)
 
 
-def unblock_result(
-    point: Point[Any],
-    request: UnblockRequest,
-    *,
-    unblocked: Sequence[Any],
-    count: int,
-    not_blocked: Sequence[str],
-    rejected: Sequence[tuple[str, str]],
-    actions: Sequence[str],
-    account: str,
-    region: str,
-    resources: Sequence[str] = (),
+@dataclass
+class Lifted:
+    """What an operator's unblock lifted at a point."""
+
+    unblocked: list[Any] = field(default_factory=list)  # the result's items
+    found: set[str] = field(default_factory=set)  # the addresses that were blocked
+    actions: list[str] = field(default_factory=list)  # report lines
+    resources: list[str] = field(default_factory=list)
+
+
+def unblock_request(
+    point: Point[Any], request: UnblockRequest, *, account: str, region: str
 ) -> dict[str, Any]:
-    """Report an operator's unblock (``actions``: what was lifted) and return its result."""
-    lines = [*actions, *(f"{cidr} was not blocked" for cidr in not_blocked)]
+    """An operator's unblock: lift the addresses wherever the point holds them; report."""
+    rejected: list[tuple[str, str]] = []
+    hosts = parse_hosts(request.addresses, rejected)
+    cidrs = list(dict.fromkeys(addresses.canonical_cidr(host) for host in hosts))
+    lifted = point.lift(cidrs)
+    not_blocked = [cidr for cidr in cidrs if cidr not in lifted.found]
+    lines = [*lifted.actions, *(f"{cidr} was not blocked" for cidr in not_blocked)]
     lines += [f"Did not unblock {address}: {reason}" for address, reason in rejected]
+    count = len(lifted.found)
     notified = point.publish(
         title=f"Unblocked {count} address(es) {point.where} on request",
         severity="INFO",
@@ -281,81 +353,43 @@ def unblock_result(
         actions=lines,
         account=account,
         region=region,
-        **({"resources": list(resources)} if resources else {}),
+        **({"resources": lifted.resources} if lifted.resources else {}),
     )
     return {
         "status": "processed",
         "action": "unblock",
-        "unblocked": list(unblocked),
-        "notBlocked": list(not_blocked),
+        "unblocked": lifted.unblocked,
+        "notBlocked": not_blocked,
         "rejected": [{"address": a, "reason": r} for a, r in rejected],
         "notified": notified,
     }
 
 
-# --------------------------------------------------------------------------- state rows
+@dataclass
+class SweepLog:
+    """What one sweep did and saw: its result lists by key and its report lines, together."""
 
+    result: dict[str, list[Any]]
+    lines: list[str] = field(default_factory=list)
 
-def upsert_row(
-    db: Any,
-    table: str,
-    key: Mapping[str, Any],
-    identity: Mapping[str, Mapping[str, str]],
-    *,
-    expires_at: int,
-    reason: str,
-    finding_ids: Sequence[str],
-    now: int,
-) -> int:
-    """Record a block (``identity``: the point's own attributes of the row); returns the
-    row's expiry, which never moves earlier."""
-    names = {f"#{name}": name for name in identity}
-    values: dict[str, Any] = {f":{name}": value for name, value in identity.items()}
-    names |= {
-        "#reason": "reason",
-        "#last": "last_seen",
-        "#first": "first_seen",
-        "#expires": "expires_at",
-        "#hits": "hit_count",
-    }
-    values |= {
-        ":reason": {"S": reason},
-        ":now": {"N": str(now)},
-        ":expires": {"N": str(expires_at)},
-        ":one": {"N": "1"},
-    }
-    own = ", ".join(f"#{name} = :{name}" for name in identity)
-    expression = (
-        f"SET {own}, #reason = :reason, #last = :now, #first = if_not_exists(#first, :now), "
-        "#expires = if_not_exists(#expires, :expires) ADD #hits :one"
-    )
-    if finding_ids:
-        names["#findings"] = "finding_ids"
-        values[":findings"] = {"SS": list(dict.fromkeys(finding_ids))}
-        expression += ", #findings :findings"
-    response = db.update_item(
-        TableName=table,
-        Key=dict(key),
-        UpdateExpression=expression,
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
-        ReturnValues="ALL_NEW",
-    )
-    current = int(response["Attributes"]["expires_at"]["N"])
-    if current >= expires_at:
-        return current
-    # DynamoDB has no max(); a conditional SET gives "extend, never shorten", and a failed
-    # condition means a concurrent writer extended it further already.
-    with contextlib.suppress(db.exceptions.ConditionalCheckFailedException):
-        db.update_item(
-            TableName=table,
-            Key=dict(key),
-            UpdateExpression="SET #expires = :expires",
-            ConditionExpression="#expires < :expires",
-            ExpressionAttributeNames={"#expires": "expires_at"},
-            ExpressionAttributeValues={":expires": {"N": str(expires_at)}},
+    @classmethod
+    def of(cls, *keys: str) -> SweepLog:
+        return cls({key: [] for key in keys})
+
+    def add(self, key: str, item: Any, line: str) -> None:
+        self.result[key].append(item)
+        self.lines.append(line)
+
+    def finish(
+        self, point: Point[Any], *, title: str, summary: str, **where: Any
+    ) -> dict[str, Any]:
+        """Report the sweep if it did or saw anything (``where``: account, region,
+        resources); its result."""
+        notified = bool(self.lines) and point.publish(
+            title=title, severity="INFO", summary=summary, actions=self.lines, **where
         )
-    return expires_at
+        point.logger.info("sweep finished", extra={"lines": len(self.lines)})
+        return {"status": "swept", **self.result, "notified": notified}
 
 
 # --------------------------------------------------------------------------- configuration

@@ -20,6 +20,7 @@ reaches the blockers directly, and acting on the copy would block twice on one f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -192,6 +193,22 @@ def _severity(finding: Mapping[str, Any]) -> float:
     if isinstance(normalized, int | float) and not isinstance(normalized, bool):
         return max(0.0, min(10.0, normalized / 10))
     return _SEVERITY_LABELS.get(str(_get(finding, "Severity", "Label")), 0.0)
+
+
+_SUBNET_ID = re.compile(r"subnet-[0-9a-f]{8,17}")
+
+
+def guardduty_subnets(resource: Mapping[str, Any]) -> list[str]:
+    """Subnet ids of a GuardDuty finding's instance (``instanceDetails.networkInterfaces``).
+
+    Findings come from outside: anything odd-shaped yields nothing rather than an error.
+    """
+    details = resource.get("instanceDetails")
+    interfaces = details.get("networkInterfaces") if isinstance(details, Mapping) else None
+    if not isinstance(interfaces, list):
+        return []
+    found = [i.get("subnetId") for i in interfaces if isinstance(i, Mapping)]
+    return list(dict.fromkeys(s for s in found if isinstance(s, str) and _SUBNET_ID.fullmatch(s)))
 
 
 def _asff_subnets(finding: Mapping[str, Any]) -> list[str]:

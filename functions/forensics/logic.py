@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from functions.common import aws, report, sessions
+from functions.common import aws, envvars, report, sessions
 
 FUNCTION_NAME = "forensics"
 TAG_PREFIX = "forensics:"
@@ -74,12 +74,10 @@ def _strings(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     if not raw:
         return ()
     try:
-        decoded = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name} is not valid JSON: {exc.msg}") from None
-    if not isinstance(decoded, list) or not all(isinstance(item, str) for item in decoded):
-        raise ConfigError(f"{name} must be a JSON list of strings, got {raw[:80]!r}")
-    return tuple(decoded)
+        strings: tuple[str, ...] = envvars.json_strings(name, raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return strings
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import Field, field_validator
 
-from functions.common import addresses, aws, blocking, engine
+from functions.common import addresses, aws, blocking, engine, state
 from functions.common import finding_catalog as catalog
 from functions.common.blocking import (  # noqa: F401  (re-exported: callers use logic.X)
     BACKOFF_BASE_SECONDS,
@@ -143,16 +143,10 @@ class Row:
     expires_at: int
 
 
-def _row_key(cidr: str) -> dict[str, Any]:
-    return {"pk": {"S": f"{ROW_PREFIX}{cidr}"}}
+class StateTable(state.StateTable):
+    """Block rows ``ip#<cidr>`` (address, IP version, expiry) in the shared state table."""
 
-
-class StateTable:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._db = aws.client("dynamodb")
-
-    def upsert(
+    def record(
         self,
         cidr: str,
         version: int,
@@ -164,10 +158,8 @@ class StateTable:
     ) -> int:
         """Record a block; returns the row's expiry, which never moves earlier."""
         identity = {"address": {"S": cidr}, "version": {"N": str(version)}}
-        return engine.upsert_row(
-            self._db,
-            self.name,
-            _row_key(cidr),
+        return self.upsert(
+            ROW_PREFIX + cidr,
             identity,
             expires_at=expires_at,
             reason=reason,
@@ -182,71 +174,21 @@ class StateTable:
         row someone edited into an unreadable shape is skipped (and logged) rather than
         failing every sweep from now on; the sweep then treats its address as unrecorded.
         """
-        names = {"#version": "version", "#expires": "expires_at"}
-        values: dict[str, Any] = {":prefix": {"S": ROW_PREFIX}}
-        condition = "begins_with(pk, :prefix)"
-        if version is not None:
-            values[":version"] = {"N": str(version)}
-            condition += " AND #version = :version"
-        request: dict[str, Any] = {
-            "TableName": self.name,
-            "ConsistentRead": True,
-            "FilterExpression": condition,
-            "ProjectionExpression": "pk, #version, #expires",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
+        one = version is not None
         rows: list[Row] = []
-        while True:
-            page = self._db.scan(**request)
-            for item in page.get("Items", []):
-                try:
-                    rows.append(
-                        Row(
-                            address=item["pk"]["S"].removeprefix(ROW_PREFIX),
-                            version=int(item["version"]["N"]),
-                            expires_at=int(item["expires_at"]["N"]),
-                        )
-                    )
-                except (KeyError, ValueError):
-                    logger.warning("skipping unreadable state row", extra={"item": item})
-            if "LastEvaluatedKey" not in page:
-                return rows
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def delete_if_unchanged(self, cidr: str, expires_at: int | None) -> bool:
-        """Delete a row only if it still expires at ``expires_at`` (``None``: if absent).
-
-        ``False`` means a concurrent writer re-blocked the address in the meantime. A
-        failed condition on a row that no longer exists is not that: the row was deleted,
-        by a concurrent sweep or by this very request, whose first attempt landed and whose
-        response was lost before botocore retried it.
-        """
-        if expires_at is None:
-            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
-        else:
-            condition = {
-                "ConditionExpression": "#expires = :seen",
-                "ExpressionAttributeNames": {"#expires": "expires_at"},
-                "ExpressionAttributeValues": {":seen": {"N": str(expires_at)}},
-            }
-        try:
-            self._db.delete_item(TableName=self.name, Key=_row_key(cidr), **condition)
-        except ClientError as exc:
-            if not aws.is_conditional_failure(exc):
-                raise
-            if expires_at is None:
-                return False
-            found = self._db.get_item(TableName=self.name, Key=_row_key(cidr), ConsistentRead=True)
-            return "Item" not in found
-        return True
-
-    def delete(self, cidr: str) -> bool:
-        """Delete a row; ``True`` if there was one."""
-        response = self._db.delete_item(
-            TableName=self.name, Key=_row_key(cidr), ReturnValues="ALL_OLD"
-        )
-        return "Attributes" in response
+        for item in self.scan(
+            ROW_PREFIX,
+            where="#version = :version" if one else "",
+            ProjectionExpression="pk, #version, #expires",
+            ExpressionAttributeNames={"#version": "version", "#expires": "expires_at"},
+            ExpressionAttributeValues={":version": {"N": str(version)}} if one else {},
+        ):
+            try:
+                address = item["pk"]["S"].removeprefix(ROW_PREFIX)
+                rows.append(Row(address, int(item["version"]["N"]), int(item["expires_at"]["N"])))
+            except (KeyError, ValueError):
+                logger.warning("skipping unreadable state row", extra={"item": item})
+        return rows
 
 
 # --------------------------------------------------------------------------- IP sets
@@ -333,7 +275,7 @@ def _evict(
     ranked = sorted(candidates, key=lambda cidr: (expiries.get(cidr, -1), cidr))
     evicted = ranked[:count]
     for cidr in evicted:
-        if not table.delete_if_unchanged(cidr, expiries.get(cidr)):
+        if not table.delete_if_unchanged(ROW_PREFIX + cidr, expiries.get(cidr)):
             raise _RowsChanged(f"row for {cidr} changed while evicting")
     return evicted
 
@@ -438,37 +380,108 @@ class WafPoint(engine.Point["_Outcome"]):
     function, verb, where = FUNCTION_NAME, "Blocked", "at the edge"
     outcome = _Outcome
 
+    def places(self, host: addresses.IPAddress, role: catalog.Role) -> Sequence[int] | str:
+        """The IP set of the address's version, for an inbound attacker only."""
+        return (host.version,) if role is catalog.Role.INBOUND_ATTACKER else OUTBOUND_ONLY_AT_NACL
+
+    def per_request(self, place: int) -> tuple[int, str]:
+        cap = self.config.max_addresses_per_set
+        return cap, f"one request may block at most {cap} IPv{place} addresses (IP set cap)"
+
     def enforce(self, job: engine.Job, outcome: _Outcome) -> dict[str, Any]:
-        _block(self.config, self.clock, job, outcome)
+        _block(self, job, outcome)
         return {}
 
+    def lift(self, cidrs: Sequence[str]) -> engine.Lifted:
+        """Drop the rows of ``cidrs`` and remove them from their IP sets."""
+        table = StateTable(self.config.state_table)
+        lifted = engine.Lifted()
+        lifted.found.update(cidr for cidr in cidrs if table.delete(ROW_PREFIX + cidr))
+        for version in (4, 6):
+            found = [cidr for cidr in cidrs if (":" in cidr) == (version == 6)]
+            if not found:
+                continue
+            ref = self.config.ip_set(version)
+            write = modify_ip_set(self.config, ref, _plan_remove(found), self.clock)
+            lifted.resources.append(write.arn)
+            lifted.found.update(write.change.removed if write.change else ())
+        by_version = sorted(cidrs, key=lambda cidr: ":" in cidr)  # IPv4 first, as written
+        lifted.unblocked = [cidr for cidr in by_version if cidr in lifted.found]
+        lifted.actions = [f"Unblocked {cidr}" for cidr in lifted.unblocked]
+        return lifted
 
-def _block(config: Config, clock: Clock, job: engine.Job, outcome: _Outcome) -> None:
+    sweep_title = "WAF blocklist sweep changed the IP sets"
+    sweep_keys = (
+        "expired",
+        "removedExpired",
+        "lifted",
+        "removedUnrecorded",
+        "restored",
+        "evicted",
+    )
+
+    def reconcile(self, now: int, region: str, log: engine.SweepLog) -> tuple[list[str], str]:
+        """Expire rows and make each IP set equal to the unexpired rows of its version.
+        DynamoDB TTL deletes rows lazily (typically within days), so expiry is decided
+        here from ``expires_at``, never from a row's absence alone."""
+        config, table = self.config, StateTable(self.config.state_table)
+        lifted: dict[str, str] = {}
+        for row in table.rows():
+            expired = row.expires_at <= now
+            reason = None if expired else blocking.lift_reason(row.address, config.allowlist)
+            pk = ROW_PREFIX + row.address
+            if (expired or reason) and table.delete_if_unchanged(pk, row.expires_at):
+                if reason:
+                    lifted[row.address] = reason
+                    log.result["lifted"].append({"address": row.address, "reason": reason})
+                else:
+                    log.result["expired"].append(row.address)
+        changes: dict[str, list[str]] = {"removed": [], "restored": [], "evicted": []}
+        arns: list[str] = []
+        for version in (4, 6):
+            plan = _plan_reconcile(table, version, now, config.max_addresses_per_set)
+            write = modify_ip_set(config, config.ip_set(version), plan, self.clock)
+            arns.append(write.arn)
+            if write.change is not None:
+                changes["restored"] += write.change.added
+                changes["evicted"] += write.change.evicted
+                evicted = set(write.change.evicted)
+                changes["removed"] += [c for c in write.change.removed if c not in evicted]
+        expired_rows = set(log.result["expired"])
+        removed = {
+            kind: [c for c in changes["removed"] if test(c)]
+            for kind, test in (
+                ("expired", expired_rows.__contains__),
+                ("lifted", lifted.__contains__),
+                ("unrecorded", lambda c: c not in expired_rows and c not in lifted),
+            )
+        }
+        for cidr in removed["expired"]:
+            log.add("removedExpired", cidr, f"Unblocked {cidr}: its block expired")
+        log.lines += [f"Unblocked {cidr}: {lifted[cidr]}" for cidr in removed["lifted"]]
+        for cidr in removed["unrecorded"]:
+            log.add("removedUnrecorded", cidr, f"Removed {cidr}: no block is recorded for it")
+        for cidr in changes["restored"]:
+            log.add("restored", cidr, f"Re-added {cidr}: its block is recorded but was missing")
+        for cidr in changes["evicted"]:
+            log.add("evicted", cidr, f"Evicted {cidr}: the IP set was over its cap")
+        summary = (
+            f"{len(removed['expired'])} expired, {len(removed['lifted'])} lifted by the "
+            f"allowlist, {len(removed['unrecorded'])} unrecorded removed, "
+            f"{len(changes['restored'])} re-added, {len(changes['evicted'])} evicted."
+        )
+        return arns, summary
+
+
+def _block(point: WafPoint, job: engine.Job, outcome: _Outcome) -> None:
+    config, clock = point.config, point.clock
     now = int(clock.now())
     expires_at = now + job.ttl_seconds
-    by_version: dict[int, list[str]] = {4: [], 6: []}
-    for host, role in job.candidates:
-        if role is not catalog.Role.INBOUND_ATTACKER:
-            outcome.rejected.append((str(host), OUTBOUND_ONLY_AT_NACL))
-            continue
-        decision = addresses.classify(host, config.allowlist)
-        if decision.allowed:
-            by_version[host.version].append(addresses.canonical_cidr(host))
-        else:
-            outcome.rejected.append((str(host), decision.reason))
     table = StateTable(config.state_table)
     cap = config.max_addresses_per_set
-    for version, found in by_version.items():
-        cidrs = _dedupe(found)
-        if not cidrs:
-            continue
-        outcome.rejected.extend(
-            (cidr, f"one request may block at most {cap} IPv{version} addresses (IP set cap)")
-            for cidr in cidrs[cap:]
-        )
-        cidrs = cidrs[:cap]
+    for version, cidrs in sorted(point.route(job.candidates, outcome).items()):
         expiries = [
-            table.upsert(
+            table.record(
                 cidr,
                 version,
                 expires_at=expires_at,
@@ -488,122 +501,5 @@ def _block(config: Config, clock: Clock, job: engine.Job, outcome: _Outcome) -> 
             outcome.evicted.extend(write.change.evicted)
 
 
-apply = WafPoint.apply
-handle_finding = WafPoint.handle_finding
-block = WafPoint.block
-
-
-def unblock(
-    request: blocking.UnblockRequest, config: Config, clock: Clock, *, account: str, region: str
-) -> dict[str, Any]:
-    outcome = _Outcome()
-    hosts = engine.parse_hosts(request.addresses, outcome.rejected)
-    table = StateTable(config.state_table)
-    by_version: dict[int, list[str]] = {4: [], 6: []}
-    had_row: set[str] = set()
-    for host in hosts:
-        cidr = addresses.canonical_cidr(host)
-        by_version[host.version].append(cidr)
-        if table.delete(cidr):
-            had_row.add(cidr)
-    unblocked: list[str] = []
-    not_blocked: list[str] = []
-    for version, found in by_version.items():
-        cidrs = _dedupe(found)
-        if not cidrs:
-            continue
-        write = modify_ip_set(config, config.ip_set(version), _plan_remove(cidrs), clock)
-        outcome.resources.append(write.arn)
-        in_set = set(write.change.removed) if write.change else set()
-        for cidr in cidrs:
-            (unblocked if cidr in in_set or cidr in had_row else not_blocked).append(cidr)
-    return engine.unblock_result(
-        WafPoint(config, clock),
-        request,
-        unblocked=unblocked,
-        count=len(unblocked),
-        not_blocked=not_blocked,
-        rejected=outcome.rejected,
-        actions=[f"Unblocked {cidr}" for cidr in unblocked],
-        account=account,
-        region=region,
-        resources=outcome.resources,
-    )
-
-
-def sweep(config: Config, clock: Clock, *, account: str, region: str) -> dict[str, Any]:
-    """Expire blocks and make each IP set equal to the unexpired rows of its version.
-
-    DynamoDB TTL deletes rows lazily (typically within days), so expiry is decided here
-    from ``expires_at``, never from a row's absence alone.
-    """
-    now = clock.now()
-    table = StateTable(config.state_table)
-    expired: list[str] = []
-    lifted: dict[str, str] = {}
-    for row in table.rows():
-        reason = (
-            None if row.expires_at <= now else blocking.lift_reason(row.address, config.allowlist)
-        )
-        if (row.expires_at <= now or reason) and table.delete_if_unchanged(
-            row.address, row.expires_at
-        ):
-            if reason:
-                lifted[row.address] = reason
-            else:
-                expired.append(row.address)
-    expired_set = set(expired)
-    removed_expired: list[str] = []
-    removed_lifted: list[str] = []
-    removed_unknown: list[str] = []
-    restored: list[str] = []
-    evicted: list[str] = []
-    arns: list[str] = []
-    for version in (4, 6):
-        write = modify_ip_set(
-            config,
-            config.ip_set(version),
-            _plan_reconcile(table, version, now, config.max_addresses_per_set),
-            clock,
-        )
-        arns.append(write.arn)
-        if write.change is None:
-            continue
-        restored += write.change.added
-        evicted += write.change.evicted
-        for cidr in write.change.removed:
-            if cidr in expired_set:
-                removed_expired.append(cidr)
-            elif cidr in lifted:
-                removed_lifted.append(cidr)
-            elif cidr not in write.change.evicted:
-                removed_unknown.append(cidr)
-    actions = [f"Unblocked {cidr}: its block expired" for cidr in removed_expired]
-    actions += [f"Unblocked {cidr}: {lifted[cidr]}" for cidr in removed_lifted]
-    actions += [f"Removed {cidr}: no block is recorded for it" for cidr in removed_unknown]
-    actions += [f"Re-added {cidr}: its block is recorded but was missing" for cidr in restored]
-    actions += [f"Evicted {cidr}: the IP set was over its cap" for cidr in evicted]
-    notified = bool(actions) and WafPoint(config, clock).publish(
-        title="WAF blocklist sweep changed the IP sets",
-        severity="INFO",
-        summary=(
-            f"{len(removed_expired)} expired, {len(removed_lifted)} lifted by the "
-            f"allowlist, {len(removed_unknown)} unrecorded removed, "
-            f"{len(restored)} re-added, {len(evicted)} evicted."
-        ),
-        actions=actions,
-        account=account,
-        region=region,
-        resources=arns,
-    )
-    logger.info("sweep finished", extra={"expired": len(expired), "changes": len(actions)})
-    return {
-        "status": "swept",
-        "expired": expired,
-        "removedExpired": removed_expired,
-        "lifted": [{"address": cidr, "reason": lifted[cidr]} for cidr in lifted],
-        "removedUnrecorded": removed_unknown,
-        "restored": restored,
-        "evicted": evicted,
-        "notified": notified,
-    }
+apply, handle_finding, block = WafPoint.apply, WafPoint.handle_finding, WafPoint.block
+unblock, sweep = WafPoint.unblock, WafPoint.sweep
