@@ -17,11 +17,11 @@ is one more ``logic`` module with its ``Point`` and its Terraform module.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from ipaddress import IPv4Network, IPv6Network
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Self
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -51,45 +51,44 @@ class ConfigError(ValueError):
     """The function's environment is wrong: a deployment bug, not bad input."""
 
 
-class Outcome(Protocol):
-    """What one request did at a point: its result fields and report lines."""
-
-    rejected: list[tuple[str, str]]
-
-    @property
-    def resources(self) -> list[str]: ...
-
-    def result(self, **extra: Any) -> dict[str, Any]: ...
-
-    def actions(self, config: Any) -> list[str]: ...
-
-    def tally(self, ttl_seconds: int) -> str: ...
-
-    @property
-    def addresses_blocked(self) -> int: ...
-
-
 @dataclass
 class Tally:
-    """What every point's outcome holds: rejections (address, why) and the resources
-    written (for the report). Each point adds what it blocked and evicted."""
+    """What one request did at a point. ``blocked`` and ``evicted`` hold the point's own
+    items, each with an ``address``, its ``result()`` and its report ``line(config)``;
+    ``rejected`` is (address, why); ``resources`` what was written, for the report."""
 
+    blocked: list[Any] = field(default_factory=list)
+    evicted: list[Any] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
 
-    def fields(self, blocked: list[Any], evicted: list[Any], **extra: Any) -> dict[str, Any]:
+    def result(self, **extra: Any) -> dict[str, Any]:
         """The result of a processed request."""
         return {
             "status": "processed",
             **extra,
-            "blocked": blocked,
+            "blocked": [item.result() for item in self.blocked],
             "rejected": [{"address": a, "reason": r} for a, r in self.rejected],
-            "evicted": evicted,
+            "evicted": [item.result() for item in self.evicted],
         }
+
+    def actions(self, config: Any) -> list[str]:
+        lines = [item.line(config) for item in self.blocked]
+        lines += [f"Did not block {address}: {reason}" for address, reason in self.rejected]
+        return lines + [item.line(config) for item in self.evicted]
+
+    @property
+    def addresses_blocked(self) -> int:
+        return len({item.address for item in self.blocked})
+
+    def tally(self, verb: str, ttl_seconds: int) -> str:
+        return (
+            f"{self.addresses_blocked} {verb.lower()} for {ttl_seconds} s, "
+            f"{len(self.rejected)} rejected, {len(self.evicted)} evicted."
+        )
 
 
 Candidate = tuple[addresses.IPAddress, Role]
-OutcomeT = TypeVar("OutcomeT", bound=Outcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +103,13 @@ class Job:
     region: str
 
 
-class Point(ABC, Generic[OutcomeT]):
+class Point(ABC):
     """An enforcement point, for one invocation (its configuration and clock)."""
 
     function: ClassVar[str]
     # How reports name what happened: "Blocked ... at the edge", "Denied ... in network ACLs".
     verb: ClassVar[str]
     where: ClassVar[str]
-    outcome: Callable[[], OutcomeT]  # a new, empty outcome
 
     def __init__(self, config: Any, clock: Clock) -> None:
         self.config = config
@@ -119,7 +117,7 @@ class Point(ABC, Generic[OutcomeT]):
         self.logger = Logger(service=self.function, child=True)
 
     @abstractmethod
-    def enforce(self, job: Job, outcome: OutcomeT) -> dict[str, Any] | str:
+    def enforce(self, job: Job, outcome: Tally) -> dict[str, Any] | str:
         """Record the blocks of :meth:`route`'s decisions and write them; the extra result
         fields, or (a string) why the request has nowhere to go at all."""
 
@@ -132,7 +130,7 @@ class Point(ABC, Generic[OutcomeT]):
     def per_request(self, place: Any) -> tuple[int, str]:
         """At most how many addresses one request may write to ``place``, and why."""
 
-    def route(self, candidates: Sequence[Candidate], outcome: OutcomeT) -> dict[Any, list[str]]:
+    def route(self, candidates: Sequence[Candidate], outcome: Tally) -> dict[Any, list[str]]:
         """The decisions: each candidate allowed (allowlist, global addresses only) and
         answered by this point for its role, as CIDRs per place, within
         :meth:`per_request`; everything else rejected with its reason."""
@@ -259,12 +257,10 @@ def parse_hosts(texts: Sequence[str], rejected: list[tuple[str, str]]) -> list[a
     return hosts
 
 
-def apply_findings(
-    point: Point[Any], findings: Sequence[Finding], origin: Origin
-) -> dict[str, Any]:
+def apply_findings(point: Point, findings: Sequence[Finding], origin: Origin) -> dict[str, Any]:
     """Block the candidates of decided findings at ``point``; report and return it."""
     batch = Batch.of(findings)
-    outcome = point.outcome()
+    outcome = Tally()
     outcome.rejected.extend(batch.rejected)
     if not batch.candidates and not outcome.rejected:
         point.logger.info("nothing to block in the finding(s)", extra=origin.ids)
@@ -281,7 +277,7 @@ def apply_findings(
         severity=report_severity(batch.severity),
         summary=(
             f"{origin.reason} (severity {batch.severity}) named {len(batch.candidates)} remote "
-            f"address(es): {outcome.tally(ttl)}"
+            f"address(es): {outcome.tally(point.verb, ttl)}"
         ),
         actions=outcome.actions(point.config),
         account=origin.account,
@@ -301,10 +297,10 @@ def apply_findings(
 
 
 def block_request(
-    point: Point[Any], request: BlockRequest, *, account: str, region: str
+    point: Point, request: BlockRequest, *, account: str, region: str
 ) -> dict[str, Any]:
     """An operator's block: the same decisions as findings, inbound attackers."""
-    outcome = point.outcome()
+    outcome = Tally()
     hosts = parse_hosts(request.addresses, outcome.rejected)
     ttl = request.ttl_seconds or point.config.block_ttl_seconds
     candidates = [(host, Role.INBOUND_ATTACKER) for host in hosts]
@@ -315,7 +311,7 @@ def block_request(
     notified = point.publish(
         title=f"{point.verb} {outcome.addresses_blocked} address(es) {point.where} on request",
         severity="INFO",
-        summary=f"Manual block ({request.reason}): {outcome.tally(ttl)}",
+        summary=f"Manual block ({request.reason}): {outcome.tally(point.verb, ttl)}",
         actions=outcome.actions(point.config),
         account=account,
         region=region,
@@ -335,7 +331,7 @@ class Lifted:
 
 
 def unblock_request(
-    point: Point[Any], request: UnblockRequest, *, account: str, region: str
+    point: Point, request: UnblockRequest, *, account: str, region: str
 ) -> dict[str, Any]:
     """An operator's unblock: lift the addresses wherever the point holds them; report."""
     rejected: list[tuple[str, str]] = []
@@ -380,9 +376,7 @@ class SweepLog:
         self.result[key].append(item)
         self.lines.append(line)
 
-    def finish(
-        self, point: Point[Any], *, title: str, summary: str, **where: Any
-    ) -> dict[str, Any]:
+    def finish(self, point: Point, *, title: str, summary: str, **where: Any) -> dict[str, Any]:
         """Report the sweep if it did or saw anything (``where``: account, region,
         resources); its result."""
         notified = bool(self.lines) and point.publish(

@@ -347,6 +347,9 @@ class Eviction:
     rule_number: int | None
     expires_at: int | None  # None: no block was recorded for it
 
+    def result(self) -> dict[str, Any]:
+        return _where(self.target, self.cidr, self.rule_number)
+
     def line(self, config: Config) -> str:
         why = (
             "no block was recorded for it"
@@ -693,8 +696,8 @@ class Writer:
                 log.add("removedOrphan", _where(target, entry.cidr, entry.rule_number), line)
 
     def _log_evictions(self, log: engine.SweepLog, evicted: Sequence[Eviction]) -> None:
-        for e in evicted:
-            log.add("evicted", _where(e.target, e.cidr, e.rule_number), e.line(self.config))
+        for eviction in evicted:
+            log.add("evicted", eviction.result(), eviction.line(self.config))
 
     def _log_foreign(
         self, log: engine.SweepLog, target: Target, entry: Entry, since: int | None
@@ -725,54 +728,27 @@ class Writer:
 @dataclass(frozen=True, slots=True)
 class Blocked:
     target: Target
-    cidr: str
+    address: str
     rule_number: int
     expires_at: int
     created: bool
 
+    def result(self) -> dict[str, Any]:
+        until = {"expiresAt": blocking.iso(self.expires_at)}
+        return _where(self.target, self.address, self.rule_number) | until
 
-@dataclass
-class _Outcome(engine.Tally):
-    blocked: list[Blocked] = field(default_factory=list)
-    evicted: list[Eviction] = field(default_factory=list)
-
-    def result(self, **extra: Any) -> dict[str, Any]:
-        blocked = [
-            _where(b.target, b.cidr, b.rule_number) | {"expiresAt": blocking.iso(b.expires_at)}
-            for b in self.blocked
-        ]
-        evicted = [_where(e.target, e.cidr, e.rule_number) for e in self.evicted]
-        return self.fields(blocked, evicted, **extra)
-
-    def actions(self, config: Config) -> list[str]:
-        lines = [
-            f"Denied {b.cidr} in {b.target} as rule {b.rule_number} until "
-            f"{blocking.iso(b.expires_at)}"
-            if b.created
-            else f"{b.cidr} was already denied in {b.target} as rule {b.rule_number}; "
-            f"blocked until {blocking.iso(b.expires_at)}"
-            for b in self.blocked
-        ]
-        lines += [f"Did not block {address}: {reason}" for address, reason in self.rejected]
-        return lines + [e.line(config) for e in self.evicted]
-
-    @property
-    def addresses_blocked(self) -> int:
-        return len({b.cidr for b in self.blocked})
-
-    def tally(self, ttl_seconds: int) -> str:
-        return (
-            f"{self.addresses_blocked} denied for {ttl_seconds} s, {len(self.rejected)} "
-            f"rejection(s), {len(self.evicted)} eviction(s)."
-        )
+    def line(self, config: Config) -> str:
+        where, until = f"in {self.target} as rule {self.rule_number}", blocking.iso(self.expires_at)
+        if self.created:
+            return f"Denied {self.address} {where} until {until}"
+        return f"{self.address} was already denied {where}; blocked until {until}"
 
 
-class NaclPoint(engine.Point["_Outcome"]):
+class NaclPoint(engine.Point):
     """Network ACL entries: an inbound attacker at ingress (and egress when enabled), an
     outbound malicious destination at egress only; CAPACITY per ACL and direction."""
 
     function, verb, where = FUNCTION_NAME, "Denied", "in network ACLs"
-    outcome = _Outcome
 
     def finding_subnets(self, resource: Mapping[str, Any]) -> Sequence[str]:
         return finding_subnets(resource)
@@ -785,7 +761,7 @@ class NaclPoint(engine.Point["_Outcome"]):
             "(resource.instanceDetails.networkInterfaces[].subnetId)"
         )
 
-    def enforce(self, job: engine.Job, outcome: _Outcome) -> dict[str, Any] | str:
+    def enforce(self, job: engine.Job, outcome: engine.Tally) -> dict[str, Any] | str:
         """Target ACLs: NACL_IDS, or else the ACLs of the findings' subnets."""
         writer = Writer(self.config, self.clock)
         nacl_ids = list(self.config.nacl_ids)
@@ -833,7 +809,7 @@ class NaclPoint(engine.Point["_Outcome"]):
         cidr: str,
         job: engine.Job,
         keep: frozenset[str],
-        outcome: _Outcome,
+        outcome: engine.Tally,
     ) -> None:
         expires_at = writer.record(target, cidr, job)
         try:

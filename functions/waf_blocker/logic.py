@@ -341,44 +341,38 @@ def _plan_reconcile(
 # --------------------------------------------------------------------------- operations
 
 
-@dataclass
-class _Outcome(engine.Tally):
-    blocked: list[tuple[str, int, str]] = field(default_factory=list)  # address, expiry, set
-    evicted: list[str] = field(default_factory=list)
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    address: str
+    expires_at: int
+    ip_set: str
 
-    def result(self, **extra: Any) -> dict[str, Any]:
-        blocked = [{"address": c, "expiresAt": blocking.iso(e)} for c, e, _ in self.blocked]
-        return self.fields(blocked, list(self.evicted), **extra)
+    def result(self) -> dict[str, Any]:
+        return {"address": self.address, "expiresAt": blocking.iso(self.expires_at)}
 
-    @property
-    def addresses_blocked(self) -> int:
-        return len(self.blocked)
+    def line(self, config: Config) -> str:
+        until = blocking.iso(self.expires_at)
+        return f"Blocked {self.address} in WAF IP set {self.ip_set} until {until}"
 
-    def tally(self, ttl_seconds: int) -> str:
+
+@dataclass(frozen=True, slots=True)
+class Evicted:
+    address: str
+
+    def result(self) -> str:
+        return self.address
+
+    def line(self, config: Config) -> str:
         return (
-            f"{len(self.blocked)} blocked for {ttl_seconds} s, {len(self.rejected)} not "
-            f"blocked, {len(self.evicted)} evicted."
+            f"Evicted {self.address} (it was due to expire first) to keep the IP set within "
+            f"{config.max_addresses_per_set} addresses"
         )
 
-    def actions(self, config: Config) -> list[str]:
-        lines = [
-            f"Blocked {cidr} in WAF IP set {ip_set} until {blocking.iso(expires)}"
-            for cidr, expires, ip_set in self.blocked
-        ]
-        lines += [f"Did not block {address}: {reason}" for address, reason in self.rejected]
-        lines += [
-            f"Evicted {cidr} (it was due to expire first) to keep the IP set within "
-            f"{config.max_addresses_per_set} addresses"
-            for cidr in self.evicted
-        ]
-        return lines
 
-
-class WafPoint(engine.Point["_Outcome"]):
+class WafPoint(engine.Point):
     """The WAF IP sets (one per IP version): inbound attackers only, capped per set."""
 
     function, verb, where = FUNCTION_NAME, "Blocked", "at the edge"
-    outcome = _Outcome
 
     def places(self, host: addresses.IPAddress, role: catalog.Role) -> Sequence[int] | str:
         """The IP set of the address's version, for an inbound attacker only."""
@@ -388,7 +382,7 @@ class WafPoint(engine.Point["_Outcome"]):
         cap = self.config.max_addresses_per_set
         return cap, f"one request may block at most {cap} IPv{place} addresses (IP set cap)"
 
-    def enforce(self, job: engine.Job, outcome: _Outcome) -> dict[str, Any]:
+    def enforce(self, job: engine.Job, outcome: engine.Tally) -> dict[str, Any]:
         _block(self, job, outcome)
         return {}
 
@@ -473,7 +467,7 @@ class WafPoint(engine.Point["_Outcome"]):
         return arns, summary
 
 
-def _block(point: WafPoint, job: engine.Job, outcome: _Outcome) -> None:
+def _block(point: WafPoint, job: engine.Job, outcome: engine.Tally) -> None:
     config, clock = point.config, point.clock
     now = int(clock.now())
     expires_at = now + job.ttl_seconds
@@ -494,11 +488,11 @@ def _block(point: WafPoint, job: engine.Job, outcome: _Outcome) -> None:
         ref = config.ip_set(version)
         write = modify_ip_set(config, ref, _plan_add(table, version, cidrs, cap), clock)
         outcome.resources.append(write.arn)
-        outcome.blocked.extend(
-            (cidr, expiry, ref.name) for cidr, expiry in zip(cidrs, expiries, strict=True)
-        )
+        outcome.blocked += [
+            Blocked(cidr, expiry, ref.name) for cidr, expiry in zip(cidrs, expiries, strict=True)
+        ]
         if write.change is not None:
-            outcome.evicted.extend(write.change.evicted)
+            outcome.evicted += [Evicted(cidr) for cidr in write.change.evicted]
 
 
 apply, handle_finding, block = WafPoint.apply, WafPoint.handle_finding, WafPoint.block

@@ -315,7 +315,7 @@ def test_every_function_that_publishes_reports_declares_putting_them_on_the_bus(
         path.parent.name
         for path in functions.glob("*/*.py")
         if path.parent.name != "common"
-        and ("report.publish(" in path.read_text() or "(engine.Point[" in path.read_text())
+        and ("report.publish(" in path.read_text() or "(engine.Point):" in path.read_text())
     }
     assert "report.publish(" in (functions / "common" / "engine.py").read_text()
     assert publishers == {
