@@ -35,6 +35,7 @@ from functions.common.intake import (
     CustomActionEvent,
     Finding,
     guardduty_finding,
+    guardduty_subnets,
     security_hub_findings,
 )
 
@@ -283,17 +284,16 @@ def _apply_once(
     return apply(findings, origin, config, clock)
 
 
-def decide_guardduty(
-    detail: GuardDutyFinding, subnets: Sequence[str], severity_threshold: float
-) -> Finding:
-    """A GuardDuty finding's candidates and decision (catalog, threshold)."""
+def decide_guardduty(detail: GuardDutyFinding, severity_threshold: float) -> Finding:
+    """A GuardDuty finding's candidates and decision (catalog, threshold), with the subnets
+    of its instance (the NACL point's targets when NACL_IDS is empty)."""
     return guardduty_finding(
         finding_id=detail.id,
         finding_type=detail.type,
         severity=detail.severity,
         arn=detail.arn,
         service=detail.service,
-        subnets=subnets,
+        subnets=guardduty_subnets(detail.resource),
         severity_threshold=severity_threshold,
     )
 
@@ -306,7 +306,6 @@ def handle_guardduty(
     apply: Apply,
     logger: Logger,
     lambda_context: LambdaContext | None,
-    subnets: Sequence[str] = (),
     refuse: Callable[[Finding], str | None] = lambda _: None,
 ) -> dict[str, Any]:
     """A GuardDuty finding: decide it (catalog, threshold), then apply it once per delivery.
@@ -317,7 +316,7 @@ def handle_guardduty(
     """
     detail = event.detail
     ids = {"findingId": detail.id, "findingType": detail.type}
-    finding = decide_guardduty(detail, subnets, config.severity_threshold)
+    finding = decide_guardduty(detail, config.severity_threshold)
     if finding.ignored is not None:
         logger.info("finding ignored", extra={**ids, "reason": finding.ignored})
         return {"status": "ignored", **ids, "reason": finding.ignored}

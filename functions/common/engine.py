@@ -42,7 +42,6 @@ from functions.common.blocking import (
     handle_guardduty,
     report_severity,
 )
-from functions.common.envvars import json_strings  # noqa: F401  (points use engine.X)
 from functions.common.finding_catalog import Role
 from functions.common.intake import Batch, Finding
 
@@ -187,7 +186,6 @@ class Point(ABC):
             apply=cls.apply,
             logger=point.logger,
             lambda_context=lambda_context,
-            subnets=point.finding_subnets(event.detail.resource),
             refuse=point.refuse,
         )
 
@@ -226,10 +224,6 @@ class Point(ABC):
     def reconcile(self, now: int, region: str, log: SweepLog) -> tuple[list[str], str]:
         """One sweep's work, logged in ``log``; the ARNs of what it swept and the report's
         one-line summary."""
-
-    def finding_subnets(self, resource: Mapping[str, Any]) -> Sequence[str]:
-        """The subnets of the finding's resource, where the point needs them."""
-        return ()
 
     def refuse(self, finding: Finding) -> str | None:
         """Why this point cannot take ``finding`` at all (before any write), or None."""

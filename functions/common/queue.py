@@ -101,7 +101,7 @@ class _Record:
         return self
 
 
-def _decide(record: Any, config: Any, subnets: Callable[[Mapping[str, Any]], list[str]]) -> _Record:
+def _decide(record: Any, config: Any) -> _Record:
     """Validate one record as dispatch validates a direct event and decide its findings."""
     message_id = str(record.get("messageId", "")) if isinstance(record, Mapping) else ""
     item = _Record(message_id)
@@ -122,7 +122,7 @@ def _decide(record: Any, config: Any, subnets: Callable[[Mapping[str, Any]], lis
     if detail_type == events.SECURITY_HUB_CUSTOM_ACTION:
         return _decide_block_ip(item, event, config)
     if detail_type == events.GUARDDUTY_FINDING:
-        return _decide_guardduty(item, event, config, subnets)
+        return _decide_guardduty(item, event, config)
     return item.settle(
         "rejected", f"not an event of the blocker's queue (detail-type {str(detail_type)[:80]!r})"
     )
@@ -132,7 +132,6 @@ def _decide_guardduty(
     item: _Record,
     event: dict[str, Any],
     config: Any,
-    subnets: Callable[[Mapping[str, Any]], list[str]],
 ) -> _Record:
     try:
         parsed = parse(event, model=GuardDutyFindingEvent)
@@ -140,7 +139,7 @@ def _decide_guardduty(
         return item.settle("rejected", f"invalid GuardDuty finding event: {_describe(exc)}")
     detail = parsed.detail
     item.ids = {"findingId": detail.id, "findingType": detail.type}
-    finding = decide_guardduty(detail, subnets(detail.resource), config.severity_threshold)
+    finding = decide_guardduty(detail, config.severity_threshold)
     if finding.ignored is not None:
         return item.settle("ignored", finding.ignored)
     item.delivery = {"findingId": detail.id, "updatedAt": detail.updated_at}
@@ -235,10 +234,7 @@ def handle_batch(
 ) -> dict[str, Any]:
     """An SQS batch: decide every record, claim each delivery, apply all claimed findings
     in one call per account and region, and report the records SQS must redeliver."""
-    subnets: Callable[[Mapping[str, Any]], list[str]] = getattr(
-        logic, "finding_subnets", lambda _resource: []
-    )
-    items = [_decide(record, config, subnets) for record in event.get("Records") or []]
+    items = [_decide(record, config) for record in event.get("Records") or []]
     claims = _Claims(config.state_table, context)
     seen: dict[str, _Record] = {}
     for item in items:

@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from functions.common import addresses, aws, blocking, engine, intake, state
+from functions.common import addresses, aws, blocking, engine, envvars, intake, state
 from functions.common.blocking import SYSTEM_CLOCK, Clock  # noqa: F401  (callers use logic.X)
 from functions.common.finding_catalog import Role
 from functions.common.lease import (  # noqa: F401  (callers use logic.X)
@@ -107,7 +107,7 @@ class Config(engine.Settings):
     @field_validator("nacl_ids", "directions", mode="before")
     @classmethod
     def _lists(cls, raw: Any, info: ValidationInfo) -> Any:
-        return engine.json_strings(str(info.field_name).upper(), raw)
+        return envvars.json_strings(str(info.field_name).upper(), raw)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -139,9 +139,6 @@ class Config(engine.Settings):
     @property
     def range_text(self) -> str:
         return f"{self.rule_range_start}-{self.rule_range_end}"
-
-
-finding_subnets = intake.guardduty_subnets
 
 
 def _dedupe(items: Iterable[Any]) -> list[Any]:
@@ -749,9 +746,6 @@ class NaclPoint(engine.Point):
     outbound malicious destination at egress only; CAPACITY per ACL and direction."""
 
     function, verb, where = FUNCTION_NAME, "Denied", "in network ACLs"
-
-    def finding_subnets(self, resource: Mapping[str, Any]) -> Sequence[str]:
-        return finding_subnets(resource)
 
     def refuse(self, finding: intake.Finding) -> str | None:
         if self.config.nacl_ids or finding.subnets:
