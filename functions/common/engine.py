@@ -50,14 +50,23 @@ class ConfigError(ValueError):
     """The function's environment is wrong: a deployment bug, not bad input."""
 
 
+@dataclass(frozen=True, slots=True)
+class Done:
+    """One thing a request did at a point: the address, its item in the result, and the
+    report's line for it."""
+
+    address: str
+    item: Any
+    line: str
+
+
 @dataclass
 class Tally:
-    """What one request did at a point. ``blocked`` and ``evicted`` hold the point's own
-    items, each with an ``address``, its ``result()`` and its report ``line(config)``;
-    ``rejected`` is (address, why); ``resources`` what was written, for the report."""
+    """What one request did at a point: ``blocked`` and ``evicted`` as :class:`Done`
+    items, ``rejected`` as (address, why), ``resources`` what was written, for the report."""
 
-    blocked: list[Any] = field(default_factory=list)
-    evicted: list[Any] = field(default_factory=list)
+    blocked: list[Done] = field(default_factory=list)
+    evicted: list[Done] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
 
@@ -66,19 +75,19 @@ class Tally:
         return {
             "status": "processed",
             **extra,
-            "blocked": [item.result() for item in self.blocked],
+            "blocked": [done.item for done in self.blocked],
             "rejected": [{"address": a, "reason": r} for a, r in self.rejected],
-            "evicted": [item.result() for item in self.evicted],
+            "evicted": [done.item for done in self.evicted],
         }
 
-    def actions(self, config: Any) -> list[str]:
-        lines = [item.line(config) for item in self.blocked]
+    def actions(self) -> list[str]:
+        lines = [done.line for done in self.blocked]
         lines += [f"Did not block {address}: {reason}" for address, reason in self.rejected]
-        return lines + [item.line(config) for item in self.evicted]
+        return lines + [done.line for done in self.evicted]
 
     @property
     def addresses_blocked(self) -> int:
-        return len({item.address for item in self.blocked})
+        return len({done.address for done in self.blocked})
 
     def tally(self, verb: str, ttl_seconds: int) -> str:
         return (
@@ -273,7 +282,7 @@ def apply_findings(point: Point, findings: Sequence[Finding], origin: Origin) ->
             f"{origin.reason} (severity {batch.severity}) named {len(batch.candidates)} remote "
             f"address(es): {outcome.tally(point.verb, ttl)}"
         ),
-        actions=outcome.actions(point.config),
+        actions=outcome.actions(),
         account=origin.account,
         region=origin.region,
         resources=[*outcome.resources, *(f.arn for f in findings if f.arn)],
@@ -306,7 +315,7 @@ def block_request(
         title=f"{point.verb} {outcome.addresses_blocked} address(es) {point.where} on request",
         severity="INFO",
         summary=f"Manual block ({request.reason}): {outcome.tally(point.verb, ttl)}",
-        actions=outcome.actions(point.config),
+        actions=outcome.actions(),
         account=account,
         region=region,
         resources=outcome.resources,

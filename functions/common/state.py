@@ -4,7 +4,7 @@ attribute ``expires_at``.
 What every point keeps there goes through this class: block rows (:meth:`upsert`: the
 expiry only ever moves later), conditional deletes that tell a re-block from a retry of
 their own delete, paged consistent scans by key prefix, and first sightings (when a sweep
-first saw something). Points add their own items (the NACL's rule items and leases) on
+first saw something). Points add their own items (leases, say) on
 top of :meth:`conditional` and :meth:`item`.
 """
 
@@ -24,8 +24,13 @@ def key(pk: str) -> dict[str, Any]:
 
 
 class StateTable:
-    def __init__(self, name: str) -> None:
+    """``expiry``: the attribute that holds a row's expiry. The WAF's rows keep it in the
+    TTL attribute (DynamoDB deletes them some time after); the NACL's in another, because
+    its rows must stand until the sweep has removed their entries."""
+
+    def __init__(self, name: str, expiry: str = "expires_at") -> None:
         self.name = name
+        self.expiry = expiry
         self.db = aws.client("dynamodb")
 
     def conditional(self, call: Callable[..., Any], **request: Any) -> bool:
@@ -80,7 +85,7 @@ class StateTable:
             "#reason": "reason",
             "#last": "last_seen",
             "#first": "first_seen",
-            "#expires": "expires_at",
+            "#expires": self.expiry,
             "#hits": "hit_count",
         }
         values |= {
@@ -106,7 +111,7 @@ class StateTable:
             ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
         )
-        current = int(response["Attributes"]["expires_at"]["N"])
+        current = int(response["Attributes"][self.expiry]["N"])
         if current >= expires_at:
             return current
         # DynamoDB has no max(); a conditional SET gives "extend, never shorten", and a
@@ -117,7 +122,7 @@ class StateTable:
                 Key=key(pk),
                 UpdateExpression="SET #expires = :expires",
                 ConditionExpression="#expires < :expires",
-                ExpressionAttributeNames={"#expires": "expires_at"},
+                ExpressionAttributeNames={"#expires": self.expiry},
                 ExpressionAttributeValues={":expires": {"N": str(expires_at)}},
             )
         return expires_at
@@ -138,7 +143,7 @@ class StateTable:
             self.db.delete_item,
             Key=key(pk),
             ConditionExpression="#expires = :seen",
-            ExpressionAttributeNames={"#expires": "expires_at"},
+            ExpressionAttributeNames={"#expires": self.expiry},
             ExpressionAttributeValues={":seen": {"N": str(expires_at)}},
         ) or not self.item(pk)
 

@@ -5,29 +5,29 @@ Every entry is a DENY of one host (``/32`` through ``CidrBlock``, ``/128`` throu
 (``RULE_RANGE_START``..``RULE_RANGE_END``), at most ``CAPACITY`` per ACL and direction
 (a *target*). docs/architecture.md, sections 14, 15 and 44, says why it is built so.
 
-State table items (partition key ``pk``, TTL attribute ``expires_at``)::
+State table items (partition key ``pk``)::
 
-    entry#<acl>#<ingress|egress>#<cidr>   a block (a *row*): expiry, rule number, reason
-    rule#<acl>#<ingress|egress>#<number>  proof that the entry at <number> is ours: the cidr
+    entry#<acl>#<ingress|egress>#<cidr>   a block (a *row*): blocked_until, rule_number, reason
     lease#<acl>                           the ACL's one writer (functions.common.lease)
     orphan#<acl>#<direction>#<n>#<cidr>   when a sweep first saw an unrecorded deny of ours
 
-A rule item has no expiry: it is written before its entry is created and deleted only
-after the entry is seen gone, so an entry of ours is never unnamed, even after DynamoDB's
-TTL deleted its row. Anything else in the range is foreign: never changed, its number
-never used, reported by every sweep, except a deny of exactly our form that has stayed
-unrecorded for ``ORPHAN_GRACE_SECONDS``. Every write happens under the ACL's lease,
-renewed before it, so inside it the code reads, plans and writes in sequence. An answer
-that may come from a retry of a request that had landed is decided by reading back, and
-``DescribeNetworkAcls`` (eventually consistent) is read again before an entry's presence
-or absence is believed (``VERIFY_READS``).
+A row proves the entry at its ``rule_number`` ours. The number is written before the entry
+is created; a row that ends (expiry, unblock, eviction, allowlist) is marked expired first
+and deleted only once its entry is seen gone; and its expiry is ``blocked_until``, not the
+table's TTL attribute, so DynamoDB never deletes a row whose entry may stand. Anything
+else in the range is foreign: never changed, its number never used, reported by every
+sweep, except a deny of exactly our form unrecorded for ``ORPHAN_GRACE_SECONDS``. Every
+write happens under the ACL's lease, renewed before it, so inside it the code reads, plans
+and writes in sequence. An answer that may come from a retry of a request that had landed
+is decided by reading back, and ``DescribeNetworkAcls`` (eventually consistent) is read
+again before an entry's presence or absence is believed (``VERIFY_READS``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Self
 
@@ -37,23 +37,15 @@ from botocore.parsers import ResponseParserError
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from functions.common import addresses, aws, blocking, engine, envvars, intake, state
-from functions.common.blocking import SYSTEM_CLOCK, Clock  # noqa: F401  (callers use logic.X)
+from functions.common.blocking import SYSTEM_CLOCK, Clock  # noqa: F401  (the handler's)
 from functions.common.finding_catalog import Role
-from functions.common.lease import (  # noqa: F401  (callers use logic.X)
-    LEASE_ATTEMPTS,
-    LEASE_BACKOFF_CAP_SECONDS,
-    LEASE_PREFIX,
-    LEASE_SECONDS,
-    LeaseBusy,
-    LeaseLost,
-    Leases,
-)
+from functions.common.lease import Leases
 
 ConfigError = engine.ConfigError
 FUNCTION_NAME = "nacl_blocker"
 logger = Logger(service=FUNCTION_NAME, child=True)
 
-ROW_PREFIX, RULE_PREFIX, ORPHAN_PREFIX = "entry#", "rule#", "orphan#"
+ROW_PREFIX, ORPHAN_PREFIX, UNTIL = "entry#", "orphan#", "blocked_until"
 ORPHAN_GRACE_SECONDS = 24 * 3600
 EGRESS_DISABLED = (
     "outbound malicious destination: only an egress entry answers it, and egress is not "
@@ -90,7 +82,7 @@ class _Restart(Exception):
 
 
 class _Conflict(Exception):
-    """What this attempt read changed under it (someone else's entry); back off, re-plan."""
+    """Someone else's entry took the number chosen; back off and re-plan."""
 
 
 class _AclGone(Exception):
@@ -162,6 +154,14 @@ class Target:
     def pk(self, prefix: str, tail: object) -> str:
         return f"{prefix}{self.nacl_id}#{self.direction}#{tail}"
 
+    def where(self, cidr: str, number: int | None) -> dict[str, Any]:
+        return {
+            "address": cidr,
+            "networkAclId": self.nacl_id,
+            "direction": self.direction,
+            "ruleNumber": number,
+        }
+
     def __str__(self) -> str:
         return f"{self.nacl_id} {self.direction}"
 
@@ -183,6 +183,16 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Row:
+    cidr: str
+    until: int  # the block's expiry; at or before now once it ended
+    rule_number: int | None  # the entry it names (None: never placed)
+
+
+Rows = Mapping[str, Row]  # one target's rows by CIDR
+
+
+@dataclass(frozen=True, slots=True)
 class Acl:
     id: str
     owner: str
@@ -196,58 +206,34 @@ class Acl:
             e for (eg, n), e in sorted(self.entries.items()) if eg == target.egress and n in numbers
         ]
 
+    def holds(self, target: Target, row: Row) -> bool:
+        """Does the entry the row names stand, as we write it?"""
+        entry = None if row.rule_number is None else self.entry(target, row.rule_number)
+        return entry is not None and entry.denies(row.cidr)
+
     def arn(self, region: str) -> str:
         return f"arn:{aws.partition(region)}:ec2:{region}:{self.owner}:network-acl/{self.id}"
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    target: Target
-    cidr: str
-    expires_at: int
-    rule_number: int | None
-
-
-@dataclass
-class Records:
-    """The rows and rule items of one target, as read."""
-
-    rows: dict[str, Row] = field(default_factory=dict)
-    rules: dict[int, str] = field(default_factory=dict)  # rule number -> CIDR
-
-    def numbers_of(self, cidr: str) -> list[int]:
-        """Every number a rule item or the row names for ``cidr``, rule items first."""
-        row = self.rows.get(cidr)
-        named = [n for n, c in sorted(self.rules.items()) if c == cidr]
-        return _dedupe([*named, *([row.rule_number] if row and row.rule_number else [])])
-
-    def owns(self, entry: Entry) -> bool:
-        """Is ``entry`` ours: does a rule item, or failing that a row, name it?"""
-        row = self.rows.get(entry.cidr)
-        named = self.rules.get(entry.rule_number) == entry.cidr or (
-            row is not None and row.rule_number == entry.rule_number
-        )
-        return entry.denies(entry.cidr) and named
+def _owns(rows: Rows, entry: Entry) -> bool:
+    """Is ``entry`` ours: a deny of our form that a row names by its number?"""
+    row = rows.get(entry.cidr)
+    return row is not None and row.rule_number == entry.rule_number and entry.denies(entry.cidr)
 
 
 # --------------------------------------------------------------------------- AWS
 
 
-def _parse_item(item: Mapping[str, Any]) -> tuple[Target, Row | tuple[int, str]] | None:
-    """A row, or a rule item as (number, cidr), with its target; ``None`` (logged) for
-    an item edited out of shape."""
-    pk = item["pk"]["S"]
-    is_row = pk.startswith(ROW_PREFIX)
+def _row(item: Mapping[str, Any]) -> tuple[Target, Row] | None:
+    """A row with its target; ``None`` (logged) for an item edited out of shape. A row
+    without a readable expiry counts as ended, so the sweep removes its entry."""
     try:
-        nacl_id, direction, tail = pk.split("#", 3)[1:]
+        nacl_id, direction, cidr = item["pk"]["S"].split("#", 3)[1:]
         if direction not in DIRECTIONS:
             raise ValueError(direction)
-        target = Target(nacl_id, direction)
-        if not is_row:
-            return target, (int(tail), item["cidr"]["S"])
         number = item.get("rule_number")
-        expires_at = int(item["expires_at"]["N"])
-        return target, Row(target, tail, expires_at, int(number["N"]) if number else None)
+        until = int(item.get(UNTIL, {"N": "0"})["N"])
+        return Target(nacl_id, direction), Row(cidr, until, int(number["N"]) if number else None)
     except (KeyError, ValueError):
         logger.warning("skipping unreadable state item", extra={"item": item})
         return None
@@ -337,89 +323,53 @@ class NetworkAcls:
 # --------------------------------------------------------------------------- the writer
 
 
-@dataclass(frozen=True, slots=True)
-class Eviction:
-    target: Target
-    cidr: str
-    rule_number: int | None
-    expires_at: int | None  # None: no block was recorded for it
-
-    def result(self) -> dict[str, Any]:
-        return _where(self.target, self.cidr, self.rule_number)
-
-    def line(self, config: Config) -> str:
-        why = (
-            "no block was recorded for it"
-            if self.expires_at is None
-            else f"it was due to expire first ({blocking.iso(self.expires_at)})"
-        )
-        return (
-            f"Evicted {self.cidr} (rule {self.rule_number}) from {self.target} to stay within "
-            f"CAPACITY {config.capacity} and the range {config.range_text}: {why}"
-        )
-
-
-def _where(target: Target, cidr: str, number: int | None) -> dict[str, Any]:
-    return {
-        "address": cidr,
-        "networkAclId": target.nacl_id,
-        "direction": target.direction,
-        "ruleNumber": number,
-    }
-
-
 class Writer:
-    """Places, evicts, removes and sweeps entries; every write under the ACL's lease."""
+    """Records, places, evicts, removes and sweeps; every write under the ACL's lease."""
 
     def __init__(self, config: Config, clock: Clock) -> None:
         self.config = config
         self.clock = clock
-        self.table = state.StateTable(config.state_table)
+        self.table = state.StateTable(config.state_table, expiry=UNTIL)
         self.acls = NetworkAcls()
         self.leases = Leases(self.table, clock, "network ACL")
 
-    # ------------------------------------------------------------------- the table
-
-    def load(self, target: Target | None = None) -> dict[Target, Records]:
-        """Rows and rule items (strongly consistent), of one target or of all."""
+    def load(self, target: Target | None = None) -> dict[Target, dict[str, Row]]:
+        """The rows (strongly consistent), of one target or of all."""
         scope = f"{target.nacl_id}#{target.direction}#" if target else ""
-        found: dict[Target, Records] = {}
-        for item in self.table.scan(ROW_PREFIX + scope, RULE_PREFIX + scope):
-            parsed = _parse_item(item)
-            if parsed is None:
-                continue
-            where, what = parsed
-            records = found.setdefault(where, Records())
-            if isinstance(what, Row):
-                records.rows[what.cidr] = what
-            else:
-                records.rules[what[0]] = what[1]
+        found: dict[Target, dict[str, Row]] = {}
+        for parsed in filter(None, map(_row, self.table.scan(ROW_PREFIX + scope))):
+            found.setdefault(parsed[0], {})[parsed[1].cidr] = parsed[1]
         return found
 
-    def records(self, target: Target) -> Records:
-        return self.load(target).get(target) or Records()
+    def rows(self, target: Target) -> dict[str, Row]:
+        return self.load(target).get(target, {})
 
-    def write(self, where: Target, call: Callable[..., Any], /, **request: Any) -> Any:
-        """A write to ``where``'s ACL or records, once this invocation owns its lease."""
-        self.leases.own(where.nacl_id)
+    def read(self, target: Target) -> Acl:
+        acl = self.acls.read(target.nacl_id)
+        if acl is None:
+            raise _AclGone(target.nacl_id)
+        return acl
+
+    def write(self, target: Target, call: Any, /, **request: Any) -> Any:
+        """A write to ``target``'s ACL or rows, once this invocation owns its lease."""
+        self.leases.own(target.nacl_id)
         return call(**request)
 
-    def put_rule(self, target: Target, number: int, cidr: str) -> None:
-        item = {"rule_number": {"N": str(number)}, "cidr": {"S": cidr}}
-        item |= {"nacl_id": {"S": target.nacl_id}, "direction": {"S": target.direction}}
-        pk = state.key(target.pk(RULE_PREFIX, number))
-        self.write(target, self.table.db.put_item, TableName=self.table.name, Item=pk | item)
-
-    def forget_rule(self, target: Target, number: int, cidr: str) -> None:
-        """Drop the rule item of ``number`` if it names ``cidr`` (and no other)."""
+    def _set(self, target: Target, cidr: str, name: str, value: int | None) -> None:
+        """Set (``None``: remove) a number of the row of ``cidr``, if it stands."""
         self.write(
             target,
             self.table.conditional,
-            call=self.table.db.delete_item,
-            Key=state.key(target.pk(RULE_PREFIX, number)),
-            ConditionExpression="#cidr = :cidr",
-            ExpressionAttributeNames={"#cidr": "cidr"},
-            ExpressionAttributeValues={":cidr": {"S": cidr}},
+            call=self.table.db.update_item,
+            Key=state.key(target.pk(ROW_PREFIX, cidr)),
+            UpdateExpression="REMOVE #name" if value is None else "SET #name = :value",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#name": name},
+            **(
+                {}
+                if value is None
+                else {"ExpressionAttributeValues": {":value": {"N": str(value)}}}
+            ),
         )
 
     def record(self, target: Target, cidr: str, job: engine.Job) -> int:
@@ -439,14 +389,6 @@ class Writer:
             )
         )
 
-    # ------------------------------------------------------------------- entries
-
-    def _read(self, target: Target) -> Acl:
-        acl = self.acls.read(target.nacl_id)
-        if acl is None:
-            raise _AclGone(target.nacl_id)
-        return acl
-
     def _settled(self, target: Target, number: int, gone: bool) -> Entry | None:
         """The entry at ``number``, read again until it shows (``gone``: until it does
         not) or VERIFY_READS reads are spent: one read of an eventually consistent API
@@ -460,37 +402,74 @@ class Writer:
                 break
         return entry
 
-    def remove(self, target: Target, number: int, cidr: str) -> bool | None:
-        """Remove our deny of ``cidr`` at ``number``, then its rule item. ``True``: removed
-        and seen gone; ``False``: no such deny; ``None``: deleted but still shown, so the
-        rule item stays for the next sweep."""
+    def _delete_entry(self, target: Target, number: int, cidr: str) -> bool | None:
+        """Delete our deny of ``cidr`` at ``number``. ``True``: deleted and seen gone;
+        ``False``: no such deny; ``None``: deleted but still shown."""
         entry = self._settled(target, number, gone=False)
-        removed = entry is not None and entry.denies(cidr)
-        if removed:
-            self.write(target, self.acls.delete, target=target, rule_number=number)
-            if self._settled(target, number, gone=True) is not None:
-                logger.warning("deleted entry still shown", extra={"rule_number": number})
-                return None
-        self.forget_rule(target, number, cidr)
-        return removed
+        if entry is None or not entry.denies(cidr):
+            return False
+        self.write(target, self.acls.delete, target=target, rule_number=number)
+        if self._settled(target, number, gone=True) is not None:
+            logger.warning("deleted entry still shown", extra={"rule_number": number})
+            return None
+        return True
 
-    def remove_all(self, target: Target, cidr: str, records: Records) -> list[int]:
-        """Remove every entry of ``cidr`` its records name (once its row is gone)."""
-        return [n for n in records.numbers_of(cidr) if self.remove(target, n, cidr)]
+    def remove(self, target: Target, row: Row) -> int | None:
+        """End the block of ``row``: mark it expired, remove its entry, then the row. The
+        rule number removed, if its entry was there; while a deleted entry is still shown
+        the row stays, expired, and the next sweep finishes it."""
+        now, number = int(self.clock.now()), row.rule_number
+        if number is None:
+            gone: bool | None = False
+        else:
+            if row.until > now:
+                self._set(target, row.cidr, UNTIL, now)
+            gone = self._delete_entry(target, number, row.cidr)
+        if gone is None:
+            return None
+        self.write(target, self.table.delete, pk=target.pk(ROW_PREFIX, row.cidr))
+        return number if gone else None
 
     def withdraw(self, target: Target, cidr: str) -> list[int]:
-        """Drop the block of ``cidr``: row, rule items, entries; the numbers removed."""
-        records = self.records(target)
-        self.write(target, self.table.delete, pk=target.pk(ROW_PREFIX, cidr))
-        return self.remove_all(target, cidr, records)
+        """Drop the block of ``cidr`` as it stands now; the rule numbers removed."""
+        row = self.rows(target).get(cidr)
+        removed = self.remove(target, row) if row is not None else None
+        return [] if removed is None else [removed]
+
+    def block(
+        self, target: Target, cidr: str, job: engine.Job, keep: frozenset[str], done: engine.Tally
+    ) -> None:
+        """Record and place the block of ``cidr``; tally what happened."""
+        until = self.record(target, cidr, job)
+        try:
+            placed = self.place(target, cidr, keep, done.evicted)
+        except _Refused as exc:
+            self.withdraw(target, cidr)
+            done.rejected.append((cidr, f"{target}: {exc}"))
+        except _AclGone:
+            done.rejected.append((cidr, f"network ACL {target.nacl_id} was deleted"))
+        else:
+            if placed is None:
+                why = f"{target}: withdrawn by a concurrent unblock or eviction"
+                done.rejected.append((cidr, why))
+                return
+            (number, created), iso = placed, blocking.iso(until)
+            where = f"in {target} as rule {number}"
+            line = (
+                f"Denied {cidr} {where} until {iso}"
+                if created
+                else f"{cidr} was already denied {where}; blocked until {iso}"
+            )
+            item = target.where(cidr, number) | {"expiresAt": iso}
+            done.blocked.append(engine.Done(cidr, item, line))
 
     def place(
-        self, target: Target, cidr: str, keep: frozenset[str], evicted: list[Eviction]
+        self, target: Target, cidr: str, keep: frozenset[str], evicted: list[engine.Done]
     ) -> tuple[int, bool] | None:
         """Make the recorded block of ``cidr`` an entry in the range: (number, created),
-        or ``None`` when its row was withdrawn. ``keep``: addresses of the same request,
-        never evicted for each other. Raises _Refused, _AclGone, or PlacementError when
-        someone else's entries keep landing on the numbers chosen."""
+        or ``None`` when its row is gone. ``keep``: addresses of the same request, never
+        evicted for each other. Raises _Refused, _AclGone, or PlacementError when someone
+        else's entries keep landing on the numbers chosen."""
         last = "none"
         attempts = blocking.Attempts(self.clock, MAX_ATTEMPTS)
         for attempt in attempts:
@@ -508,200 +487,144 @@ class Writer:
         )
 
     def _place_once(
-        self, target: Target, cidr: str, keep: frozenset[str], evicted: list[Eviction]
+        self, target: Target, cidr: str, keep: frozenset[str], evicted: list[engine.Done]
     ) -> tuple[int, bool] | None:
-        acl, records = self._read(target), self.records(target)
-        row = records.rows.get(cidr)
+        acl, rows, numbers = self.read(target), self.rows(target), self.config.rule_numbers
+        row = rows.get(cidr)
         if row is None:
             return None
-        mine = records.numbers_of(cidr)
-        placed = [n for n in mine if (e := acl.entry(target, n)) and e.denies(cidr)]
-        if placed:  # in place; a rule item lost by hand is written back
-            return self._placed(target, row, records, placed[0], created=False)
-        held = {n for n, c in records.rules.items() if c != cidr}
-        taken = held | {e.rule_number for e in acl.in_range(target, self.config.rule_numbers)}
-        # A number a rule item already names for this address comes first: a create in
-        # flight from a holder that outlived its lease then lands on the same entry.
-        free = [n for n in mine if n in self.config.rule_numbers and n not in taken]
-        free += [n for n in self.config.rule_numbers if n not in taken]
+        if row.rule_number is not None and acl.holds(target, row):
+            return row.rule_number, False
+        entries = acl.in_range(target, numbers)
+        named = {r.rule_number for r in rows.values()}
+        # A deny of exactly this address that no row names (its row's number lost by hand,
+        # or its row deleted and the address blocked again) is taken back, not doubled.
+        for entry in entries:
+            if entry.denies(cidr) and entry.rule_number not in named:
+                self._set(target, cidr, "rule_number", entry.rule_number)
+                return entry.rule_number, False
+        held = named - {row.rule_number, None}
+        taken = held | {e.rule_number for e in entries}
+        # The number the row already names comes first: a create in flight from a holder
+        # that outlived its lease then lands on the same entry.
+        free = [n for n in (row.rule_number, *numbers) if n in numbers and n not in taken]
         if len(held) >= self.config.capacity or not free:
-            self.evict(target, acl, records, keep, evicted)
+            self.evict(target, acl, rows, keep, evicted)
             raise _Restart
         number = free[0]
-        if records.rules.get(number) != cidr:
-            self.put_rule(target, number, cidr)
+        if row.rule_number != number:
+            self._set(target, cidr, "rule_number", number)
         try:
             created = self.write(
                 target, self.acls.create_deny, target=target, rule_number=number, cidr=cidr
             )
         except _Refused:
-            self.forget_rule(target, number, cidr)
+            self._set(target, cidr, "rule_number", None)  # the entry did not go in
             raise
         if not created:
-            self.forget_rule(target, number, cidr)
             raise _Conflict(f"rule {number} was taken")
-        return self._placed(target, row, records, number, created=True)
-
-    def _placed(
-        self, target: Target, row: Row, records: Records, number: int, *, created: bool
-    ) -> tuple[int, bool]:
-        if records.rules.get(number) != row.cidr:
-            self.put_rule(target, number, row.cidr)
-        if row.rule_number != number:  # for people, and a second proof
-            self.write(
-                target,
-                self.table.conditional,
-                call=self.table.db.update_item,
-                Key=state.key(target.pk(ROW_PREFIX, row.cidr)),
-                UpdateExpression="SET #number = :number",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#number": "rule_number"},
-                ExpressionAttributeValues={":number": {"N": str(number)}},
-            )
-        return number, created
+        return number, True
 
     def evict(
-        self,
-        target: Target,
-        acl: Acl,
-        records: Records,
-        keep: frozenset[str],
-        evicted: list[Eviction],
+        self, target: Target, acl: Acl, rows: Rows, keep: frozenset[str], evicted: list[engine.Done]
     ) -> None:
-        """Remove the entry of the block expiring first (one no row stands behind first)."""
-        candidates = [(n, c) for n, c in records.rules.items() if c not in keep]
+        """Remove the entry of the block expiring first (an ended one first)."""
+        candidates = [r for r in rows.values() if r.rule_number is not None and r.cidr not in keep]
         if not candidates:
             in_range = acl.in_range(target, self.config.rule_numbers)
-            foreign = [e for e in in_range if not records.owns(e)]
+            foreign = [e for e in in_range if not _owns(rows, e)]
             raise _Refused(
                 f"no free rule number in the reserved range {self.config.range_text} and "
                 f"nothing this remediator may evict ({len(foreign)} number(s) there are held "
                 "by entries it did not create)"
             )
-
-        def expiry(candidate: tuple[int, str]) -> tuple[int, int]:
-            row = records.rows.get(candidate[1])
-            return (row.expires_at if row else -1, candidate[0])
-
-        number, cidr = min(candidates, key=expiry)
-        row = records.rows.get(cidr)
-        if row is not None and not self.write(
-            target,
-            self.table.delete_if_unchanged,
-            pk=target.pk(ROW_PREFIX, cidr),
-            expires_at=row.expires_at,
-        ):
-            raise _Conflict(f"{cidr} was re-blocked while being evicted")
-        self.remove_all(target, cidr, records)
-        evicted.append(Eviction(target, cidr, number, row.expires_at if row else None))
+        row = min(candidates, key=lambda r: (r.until, r.rule_number))
+        self.remove(target, row)
+        line = (
+            f"Evicted {row.cidr} (rule {row.rule_number}) from {target} to stay within "
+            f"CAPACITY {self.config.capacity} and the range {self.config.range_text}: it was "
+            f"due to expire first ({blocking.iso(row.until)})"
+        )
+        evicted.append(engine.Done(row.cidr, target.where(row.cidr, row.rule_number), line))
 
     # ------------------------------------------------------------------- the sweep
 
     def sweep_target(self, target: Target, now: int, log: engine.SweepLog) -> None:
-        """Reconcile one ACL direction with its records, both ways; log what it saw."""
-        # Blocks expired (decided from expires_at: DynamoDB TTL deletes rows lazily) or
-        # covered by the allowlist as it is now.
-        records = self.records(target)
-        for row in sorted(records.rows.values(), key=lambda r: r.cidr):
-            lifted = (
-                None
-                if row.expires_at <= now
-                else blocking.lift_reason(row.cidr, self.config.allowlist)
-            )
-            if (row.expires_at > now and lifted is None) or not self.write(
-                target,
-                self.table.delete_if_unchanged,
-                pk=target.pk(ROW_PREFIX, row.cidr),
-                expires_at=row.expires_at,
-            ):
-                continue
-            removed = self.remove_all(target, row.cidr, records)
-            number = removed[0] if removed else None
-            rule = f" (removed rule {number})" if number is not None else ""
-            why = lifted or "its block expired"
-            line = f"Unblocked {row.cidr} in {target}{rule}: {why}"
-            log.add("lifted" if lifted else "expired", _where(target, row.cidr, number), line)
-        # Rule items no block stands behind (row deleted by hand or TTL, remover stopped).
-        records = self.records(target)
-        for number, cidr in sorted(records.rules.items()):
-            if cidr not in records.rows and self.remove(target, number, cidr):
-                why = "no unexpired block is recorded for it"
-                line = f"Removed rule {number} ({cidr}) from {target}: {why}"
-                log.add("removedUnrecorded", _where(target, cidr, number), line)
+        """Reconcile one ACL direction with its rows, both ways; log what it saw."""
+        # Blocks that ended (decided from blocked_until, which no TTL deletes), or that
+        # the allowlist as it is now covers.
+        for row in sorted(self.rows(target).values(), key=lambda r: r.cidr):
+            expired = row.until <= now
+            lifted = None if expired else blocking.lift_reason(row.cidr, self.config.allowlist)
+            if expired or lifted:
+                number = self.remove(target, row)
+                rule = f" (removed rule {number})" if number is not None else ""
+                line = f"Unblocked {row.cidr} in {target}{rule}: {lifted or 'its block expired'}"
+                log.add("lifted" if lifted else "expired", target.where(row.cidr, number), line)
         # Over CAPACITY (it was lowered since the entries were placed).
-        evicted: list[Eviction] = []
-        for _ in range(len(records.rules)):
-            if len((records := self.records(target)).rules) <= self.config.capacity:
+        evicted: list[engine.Done] = []
+        rows = self.rows(target)
+        for _ in range(len(rows)):
+            if sum(r.rule_number is not None for r in rows.values()) <= self.config.capacity:
                 break
-            try:
-                self.evict(target, self._read(target), records, frozenset(), evicted)
-            except (_Conflict, _Refused):
-                break
+            self.evict(target, self.read(target), rows, frozenset(), evicted)
+            rows = self.rows(target)
         self._log_evictions(log, evicted)
         # Recorded, unexpired blocks without their entry: re-create them.
-        acl, records = self._read(target), self.records(target)
-        for row in sorted(records.rows.values(), key=lambda r: r.cidr):
-            if row.expires_at <= now or any(
-                (e := acl.entry(target, n))
-                and e.denies(row.cidr)
-                and records.rules.get(n) == row.cidr
-                for n in records.numbers_of(row.cidr)
-            ):
+        acl = self.read(target)
+        for row in sorted(self.rows(target).values(), key=lambda r: r.cidr):
+            if row.until <= now or acl.holds(target, row):
                 continue
-            evicted = []
             try:
                 placed = self.place(target, row.cidr, frozenset({row.cidr}), evicted)
+                self._log_evictions(log, evicted)
             except _Refused as exc:
                 self.withdraw(target, row.cidr)
                 line = f"Dropped the block of {row.cidr} in {target}: {exc}"
-                log.add("dropped", _where(target, row.cidr, None), line)
-                continue
+                log.add("dropped", target.where(row.cidr, None), line)
             except PlacementError as exc:
-                log.add(
-                    "failed", _where(target, row.cidr, None), f"Could not restore {row.cidr}: {exc}"
-                )
-                continue
-            finally:
-                self._log_evictions(log, evicted)
-            if placed is not None and placed[1]:
-                line = (
-                    f"Re-created rule {placed[0]} for {row.cidr} in {target}: its block is "
-                    "recorded but the entry was missing"
-                )
-                log.add("restored", _where(target, row.cidr, placed[0]), line)
-        # Entries nothing proves ours: reported by every sweep and never touched, except
-        # a deny of exactly our form left unrecorded for ORPHAN_GRACE_SECONDS.
-        acl, records = self._read(target), self.records(target)
+                line = f"Could not restore {row.cidr}: {exc}"
+                log.add("failed", target.where(row.cidr, None), line)
+            else:
+                if placed is not None and placed[1]:
+                    line = (
+                        f"Re-created rule {placed[0]} for {row.cidr} in {target}: its block is "
+                        "recorded but the entry was missing"
+                    )
+                    log.add("restored", target.where(row.cidr, placed[0]), line)
+        self._log_evictions(log, evicted)
+        # Entries no row names: reported by every sweep and never touched, except a deny
+        # of exactly our form left unrecorded for ORPHAN_GRACE_SECONDS.
+        acl, rows = self.read(target), self.rows(target)
         for entry in acl.in_range(target, self.config.rule_numbers):
-            if records.owns(entry):
-                continue
-            orphan = target.pk(ORPHAN_PREFIX, f"{entry.rule_number}#{entry.cidr}")
-            since = (
-                self.table.first_seen(orphan, now, 2 * ORPHAN_GRACE_SECONDS)
-                if entry.has_our_form
-                else None
-            )
-            if since is None or now < since + ORPHAN_GRACE_SECONDS:
-                self._log_foreign(log, target, entry, since)
-            elif self.remove(target, entry.rule_number, entry.cidr):
+            if not _owns(rows, entry):
+                self._orphan(target, entry, now, log)
+
+    @staticmethod
+    def _log_evictions(log: engine.SweepLog, evicted: list[engine.Done]) -> None:
+        for done in evicted:
+            log.add("evicted", done.item, done.line)
+        evicted.clear()
+
+    def _orphan(self, target: Target, entry: Entry, now: int, log: engine.SweepLog) -> None:
+        number, cidr = entry.rule_number, entry.cidr
+        orphan = target.pk(ORPHAN_PREFIX, f"{number}#{cidr}")
+        since = (
+            self.table.first_seen(orphan, now, 2 * ORPHAN_GRACE_SECONDS)
+            if entry.has_our_form
+            else None
+        )
+        if since is not None and now >= since + ORPHAN_GRACE_SECONDS:
+            if self._delete_entry(target, number, cidr):
                 self.table.delete(orphan)
                 line = (
-                    f"Removed rule {entry.rule_number} (deny {entry.cidr}) from {target}: it is "
-                    "exactly a deny this remediator writes, inside its range, and no block has "
-                    f"been recorded for it since {blocking.iso(since)}"
+                    f"Removed rule {number} (deny {cidr}) from {target}: it is exactly a deny "
+                    "this remediator writes, inside its range, and no block has been recorded "
+                    f"for it since {blocking.iso(since)}"
                 )
-                log.add("removedOrphan", _where(target, entry.cidr, entry.rule_number), line)
-
-    def _log_evictions(self, log: engine.SweepLog, evicted: Sequence[Eviction]) -> None:
-        for eviction in evicted:
-            log.add("evicted", eviction.result(), eviction.line(self.config))
-
-    def _log_foreign(
-        self, log: engine.SweepLog, target: Target, entry: Entry, since: int | None
-    ) -> None:
-        after = (
-            {"removeAfter": blocking.iso(since + ORPHAN_GRACE_SECONDS)} if since is not None else {}
-        )
+                log.add("removedOrphan", target.where(cidr, number), line)
+            return
+        after = {"removeAfter": blocking.iso(since + ORPHAN_GRACE_SECONDS)} if since else {}
         item = {
             "networkAclId": target.nacl_id,
             "direction": target.direction,
@@ -722,25 +645,6 @@ class Writer:
 # --------------------------------------------------------------------------- the point
 
 
-@dataclass(frozen=True, slots=True)
-class Blocked:
-    target: Target
-    address: str
-    rule_number: int
-    expires_at: int
-    created: bool
-
-    def result(self) -> dict[str, Any]:
-        until = {"expiresAt": blocking.iso(self.expires_at)}
-        return _where(self.target, self.address, self.rule_number) | until
-
-    def line(self, config: Config) -> str:
-        where, until = f"in {self.target} as rule {self.rule_number}", blocking.iso(self.expires_at)
-        if self.created:
-            return f"Denied {self.address} {where} until {until}"
-        return f"{self.address} was already denied {where}; blocked until {until}"
-
-
 class NaclPoint(engine.Point):
     """Network ACL entries: an inbound attacker at ingress (and egress when enabled), an
     outbound malicious destination at egress only; CAPACITY per ACL and direction."""
@@ -754,6 +658,17 @@ class NaclPoint(engine.Point):
             "no target network ACL: NACL_IDS is empty and the finding names no subnet "
             "(resource.instanceDetails.networkInterfaces[].subnetId)"
         )
+
+    def places(self, host: addresses.IPAddress, role: Role) -> Sequence[str] | str:
+        """An inbound attacker in every configured direction, an outbound malicious
+        destination at egress only, when egress is enabled."""
+        if role is Role.INBOUND_ATTACKER:
+            return self.config.directions
+        return ("egress",) if "egress" in self.config.directions else EGRESS_DISABLED
+
+    def per_request(self, place: str) -> tuple[int, str]:
+        cap = self.config.capacity
+        return cap, f"one request may block at most {cap} addresses per network ACL (CAPACITY)"
 
     def enforce(self, job: engine.Job, outcome: engine.Tally) -> dict[str, Any] | str:
         """Target ACLs: NACL_IDS, or else the ACLs of the findings' subnets."""
@@ -780,61 +695,25 @@ class NaclPoint(engine.Point):
             with writer.leases.holding(nacl_id):
                 for direction, cidrs in by_direction.items():
                     for cidr in cidrs:
-                        self._block(
-                            writer, Target(nacl_id, direction), cidr, job, frozenset(cidrs), outcome
-                        )
+                        target = Target(nacl_id, direction)
+                        writer.block(target, cidr, job, frozenset(cidrs), outcome)
         return {"networkAcls": nacl_ids}
 
-    def places(self, host: addresses.IPAddress, role: Role) -> Sequence[str] | str:
-        """An inbound attacker in every configured direction, an outbound malicious
-        destination at egress only, when egress is enabled."""
-        if role is Role.INBOUND_ATTACKER:
-            return self.config.directions
-        return ("egress",) if "egress" in self.config.directions else EGRESS_DISABLED
-
-    def per_request(self, place: str) -> tuple[int, str]:
-        cap = self.config.capacity
-        return cap, f"one request may block at most {cap} addresses per network ACL (CAPACITY)"
-
-    @staticmethod
-    def _block(
-        writer: Writer,
-        target: Target,
-        cidr: str,
-        job: engine.Job,
-        keep: frozenset[str],
-        outcome: engine.Tally,
-    ) -> None:
-        expires_at = writer.record(target, cidr, job)
-        try:
-            placed = writer.place(target, cidr, keep, outcome.evicted)
-        except _Refused as exc:
-            writer.withdraw(target, cidr)
-            outcome.rejected.append((cidr, f"{target}: {exc}"))
-        except _AclGone:
-            outcome.rejected.append((cidr, f"network ACL {target.nacl_id} was deleted"))
-        else:
-            if placed is None:
-                why = f"{target}: withdrawn by a concurrent unblock or eviction"
-                outcome.rejected.append((cidr, why))
-            else:
-                outcome.blocked.append(Blocked(target, cidr, placed[0], expires_at, placed[1]))
-
     def lift(self, cidrs: Sequence[str]) -> engine.Lifted:
-        """Wherever a row or rule item names one of ``cidrs``: row, rule items, entries."""
+        """Wherever a row names one of ``cidrs``: the row and its entry."""
         writer = Writer(self.config, self.clock)
         recorded = [
             (target, cidr)
-            for target, records in sorted(writer.load().items())
+            for target, rows in sorted(writer.load().items())
             for cidr in cidrs
-            if records.numbers_of(cidr) or cidr in records.rows
+            if cidr in rows
         ]
         lifted = engine.Lifted()
         for nacl_id, found in groupby(recorded, key=lambda r: r[0].nacl_id):
             with writer.leases.holding(nacl_id):
                 for target, cidr in found:
                     removed = writer.withdraw(target, cidr)
-                    where = {k: v for k, v in _where(target, cidr, None).items() if v is not None}
+                    where = {k: v for k, v in target.where(cidr, None).items() if v is not None}
                     lifted.unblocked.append(where | {"ruleNumbers": removed})
                     lifted.found.add(cidr)
                     rules = f" (removed rule {', '.join(map(str, removed))})" if removed else ""
@@ -845,7 +724,6 @@ class NaclPoint(engine.Point):
     sweep_keys = (
         "expired",
         "lifted",
-        "removedUnrecorded",
         "removedOrphan",
         "evicted",
         "restored",
@@ -856,7 +734,7 @@ class NaclPoint(engine.Point):
     )
 
     def reconcile(self, now: int, region: str, log: engine.SweepLog) -> tuple[list[str], str]:
-        """Every ACL of NACL_IDS and every ACL the table records blocks or rules for."""
+        """Every ACL of NACL_IDS and every ACL the table records blocks for."""
         writer = Writer(self.config, self.clock)
         recorded = writer.load()
         arns: list[str] = []
@@ -873,21 +751,21 @@ class NaclPoint(engine.Point):
                     continue
             except _AclGone:
                 pass  # deleted while being swept
-            dropped = 0
-            for target, records in writer.load().items():
-                if target.nacl_id == nacl_id:
-                    rows = [target.pk(ROW_PREFIX, cidr) for cidr in records.rows]
-                    dropped += sum(writer.table.delete(pk) for pk in rows)
-                    for number in records.rules:
-                        writer.table.delete(target.pk(RULE_PREFIX, number))
+            rows = [
+                t.pk(ROW_PREFIX, c)
+                for t, r in writer.load().items()
+                if t.nacl_id == nacl_id
+                for c in r
+            ]
+            dropped = sum(writer.table.delete(pk) for pk in rows)
             listed = " (NACL_IDS lists it)" if nacl_id in self.config.nacl_ids else ""
             line = f"Network ACL {nacl_id} does not exist{listed}: dropped {dropped} recorded"
             log.add("missingNetworkAcls", nacl_id, f"{line} block(s) for it")
         counts = {key: len(found) for key, found in log.result.items()}
         return arns, (
             f"{counts['expired']} expired, {counts['lifted']} lifted by the allowlist, "
-            f"{counts['removedUnrecorded']} unrecorded removed, {counts['restored']} "
-            f"re-created, {counts['evicted']} evicted, {counts['dropped']} dropped, "
+            f"{counts['restored']} re-created, {counts['evicted']} evicted, "
+            f"{counts['dropped']} dropped, {counts['removedOrphan']} orphan(s) removed, "
             f"{counts['foreign']} foreign entr(y/ies) left alone in the reserved range."
         )
 

@@ -341,34 +341,6 @@ def _plan_reconcile(
 # --------------------------------------------------------------------------- operations
 
 
-@dataclass(frozen=True, slots=True)
-class Blocked:
-    address: str
-    expires_at: int
-    ip_set: str
-
-    def result(self) -> dict[str, Any]:
-        return {"address": self.address, "expiresAt": blocking.iso(self.expires_at)}
-
-    def line(self, config: Config) -> str:
-        until = blocking.iso(self.expires_at)
-        return f"Blocked {self.address} in WAF IP set {self.ip_set} until {until}"
-
-
-@dataclass(frozen=True, slots=True)
-class Evicted:
-    address: str
-
-    def result(self) -> str:
-        return self.address
-
-    def line(self, config: Config) -> str:
-        return (
-            f"Evicted {self.address} (it was due to expire first) to keep the IP set within "
-            f"{config.max_addresses_per_set} addresses"
-        )
-
-
 class WafPoint(engine.Point):
     """The WAF IP sets (one per IP version): inbound attackers only, capped per set."""
 
@@ -488,11 +460,16 @@ def _block(point: WafPoint, job: engine.Job, outcome: engine.Tally) -> None:
         ref = config.ip_set(version)
         write = modify_ip_set(config, ref, _plan_add(table, version, cidrs, cap), clock)
         outcome.resources.append(write.arn)
-        outcome.blocked += [
-            Blocked(cidr, expiry, ref.name) for cidr, expiry in zip(cidrs, expiries, strict=True)
-        ]
-        if write.change is not None:
-            outcome.evicted += [Evicted(cidr) for cidr in write.change.evicted]
+        for cidr, expiry in zip(cidrs, expiries, strict=True):
+            until = blocking.iso(expiry)
+            line = f"Blocked {cidr} in WAF IP set {ref.name} until {until}"
+            outcome.blocked.append(engine.Done(cidr, {"address": cidr, "expiresAt": until}, line))
+        for cidr in write.change.evicted if write.change else ():
+            line = (
+                f"Evicted {cidr} (it was due to expire first) to keep the IP set within "
+                f"{cap} addresses"
+            )
+            outcome.evicted.append(engine.Done(cidr, cidr, line))
 
 
 apply, handle_finding, block = WafPoint.apply, WafPoint.handle_finding, WafPoint.block

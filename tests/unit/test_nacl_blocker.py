@@ -20,7 +20,7 @@ from hypothesis import event as event_label
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from functions.common import aws, blocking, permissions
+from functions.common import aws, blocking, lease, permissions
 from functions.nacl_blocker import handler, logic
 from functions.nacl_blocker.permissions import PERMISSIONS
 from tests.helpers_permissions import record_calls
@@ -83,8 +83,8 @@ class FakeClock:
         self.at += seconds
 
     @property
-    def clock(self) -> logic.Clock:
-        return logic.Clock(now=self.now, sleep=self.sleep)
+    def clock(self) -> blocking.Clock:
+        return blocking.Clock(now=self.now, sleep=self.sleep)
 
 
 @dataclass
@@ -151,11 +151,17 @@ class Env:
     def rows(self) -> dict[str, dict[str, Any]]:
         return self.items(logic.ROW_PREFIX)
 
-    def rules(self) -> dict[str, dict[str, Any]]:
-        return self.items(logic.RULE_PREFIX)
+    def named(self, direction: str = "ingress") -> dict[int, str]:
+        """Rule number -> CIDR of the rows of one direction that name an entry."""
+        prefix = f"{logic.ROW_PREFIX}{self.acl}#{direction}#"
+        return {
+            int(row["rule_number"]["N"]): row["cidr"]["S"]
+            for pk, row in self.rows().items()
+            if pk.startswith(prefix) and "rule_number" in row
+        }
 
     def leases(self) -> dict[str, dict[str, Any]]:
-        return self.items(logic.LEASE_PREFIX)
+        return self.items(lease.LEASE_PREFIX)
 
     def row(self, cidr: str, direction: str = "ingress") -> dict[str, Any]:
         return self.rows()[f"entry#{self.acl}#{direction}#{cidr}"]
@@ -329,15 +335,13 @@ def test_blocks_the_inbound_attacker_records_it_and_reports(env: Env) -> None:
     assert (entry["Protocol"], entry["RuleAction"], entry["Egress"]) == ("-1", "deny", False)
 
     row = env.row(SSH_SOURCE)
-    assert row["expires_at"] == {"N": str(int(START) + 3600)}
+    assert row["blocked_until"] == {"N": str(int(START) + 3600)}
+    assert "expires_at" not in row  # TTL must never delete the proof that an entry is ours
     assert row["rule_number"] == {"N": "71"}
     assert row["first_seen"] == row["last_seen"] == {"N": str(int(START))}
     assert row["hit_count"] == {"N": "1"}
     assert row["finding_ids"] == {"SS": [event["detail"]["id"]]}
     assert row["reason"] == {"S": "GuardDuty UnauthorizedAccess:EC2/SSHBruteForce"}
-    rule = env.rules()[f"rule#{env.acl}#ingress#71"]
-    assert (rule["cidr"], rule["rule_number"]) == ({"S": SSH_SOURCE}, {"N": "71"})
-    assert "expires_at" not in rule  # TTL must never delete the proof that an entry is ours
     assert env.leases() == {}, "the ACL's lease is released when the invocation is done"
 
     (sent,) = env.reports()
@@ -523,9 +527,7 @@ def test_at_capacity_the_entry_expiring_first_is_evicted(env: Env) -> None:
     assert env.in_range() == {71: "1.0.0.1/32", 72: SSH_SOURCE}
     assert f"entry#{env.acl}#ingress#1.0.0.2/32" not in env.rows()
     # The evicted number went straight to the evicting address.
-    rule = env.rules()[f"rule#{env.acl}#ingress#72"]
-    assert rule["cidr"] == {"S": SSH_SOURCE}
-    assert len(env.rules()) == 2
+    assert env.named() == {71: "1.0.0.1/32", 72: SSH_SOURCE}
     (sent,) = env.reports()
     assert sent["detail"]["actions"][-1] == (
         f"Evicted 1.0.0.2/32 (rule 72) from {env.acl} ingress to stay within CAPACITY 2 and "
@@ -620,7 +622,7 @@ def test_an_unblock_while_a_block_holds_the_lease_waits_and_is_retried(
     refused: list[str] = []
 
     def unblock(**_: Any) -> None:
-        with pytest.raises(logic.LeaseBusy, match=f"network ACL {env.acl} is being written") as exc:
+        with pytest.raises(lease.LeaseBusy, match=f"network ACL {env.acl} is being written") as exc:
             env.invoke({"action": "unblock", "addresses": ["185.220.101.46"], "reason": "x"})
         refused.append(str(exc.value))
 
@@ -628,14 +630,14 @@ def test_an_unblock_while_a_block_holds_the_lease_waits_and_is_retried(
 
     result = env.invoke(load(SSH))
 
-    assert refused and f"after {logic.LEASE_ATTEMPTS} attempts" in refused[0]
+    assert refused and f"after {lease.LEASE_ATTEMPTS} attempts" in refused[0]
     assert [b["ruleNumber"] for b in result["blocked"]] == [71], "the holder was not disturbed"
     assert env.in_range() == {71: SSH_SOURCE}
     assert env.leases() == {}
     # Lambda's retry of the unblock finds the lease free.
     retried = env.invoke({"action": "unblock", "addresses": ["185.220.101.46"], "reason": "x"})
     assert retried["unblocked"][0]["ruleNumbers"] == [71]
-    assert env.in_range() == {} and env.rows() == {} and env.rules() == {}
+    assert env.in_range() == {} and env.rows() == {}
 
 
 def test_a_create_whose_response_was_lost_is_read_back_as_created(
@@ -651,7 +653,7 @@ def test_a_create_whose_response_was_lost_is_read_back_as_created(
     assert [(b["ruleNumber"]) for b in result["blocked"]] == [71]
     assert env.clock.slept == []
     assert env.in_range() == {71: SSH_SOURCE}
-    assert set(env.rules()) == {f"rule#{env.acl}#ingress#71"}
+    assert env.named() == {71: SSH_SOURCE}
 
 
 def test_a_lease_put_whose_response_was_lost_is_still_held(
@@ -663,7 +665,7 @@ def test_a_lease_put_whose_response_was_lost_is_still_held(
         monkeypatch,
         aws.client("dynamodb"),
         "put_item",
-        lambda kw: kw["Item"]["pk"]["S"].startswith(logic.LEASE_PREFIX),
+        lambda kw: kw["Item"]["pk"]["S"].startswith(lease.LEASE_PREFIX),
     )
 
     result = env.invoke(load(SSH))
@@ -679,11 +681,11 @@ def test_a_lease_put_whose_response_was_lost_is_still_held(
 
 def hold_lease(env: Env, owner: str = "another-invocation", seconds: int | None = None) -> None:
     """Another invocation holds the ACL's lease, as its conditional put leaves it."""
-    until = int(env.clock.at) + (logic.LEASE_SECONDS if seconds is None else seconds)
+    until = int(env.clock.at) + (lease.LEASE_SECONDS if seconds is None else seconds)
     env.ddb.put_item(
         TableName=env.table,
         Item={
-            "pk": {"S": f"{logic.LEASE_PREFIX}{env.acl}"},
+            "pk": {"S": f"{lease.LEASE_PREFIX}{env.acl}"},
             "owner": {"S": owner},
             "expires_at": {"N": str(until)},
         },
@@ -693,11 +695,11 @@ def hold_lease(env: Env, owner: str = "another-invocation", seconds: int | None 
 def test_a_held_lease_makes_a_writer_wait_then_raise_for_a_retry(env: Env) -> None:
     hold_lease(env)
 
-    with pytest.raises(logic.LeaseBusy, match="Lambda retries the event"):
+    with pytest.raises(lease.LeaseBusy, match="Lambda retries the event"):
         env.invoke(load(SSH))
 
     assert env.count("CreateNetworkAclEntry") == 0 and env.rows() == {}
-    assert all(0 <= s <= logic.LEASE_BACKOFF_CAP_SECONDS for s in env.clock.slept)
+    assert all(0 <= s <= lease.LEASE_BACKOFF_CAP_SECONDS for s in env.clock.slept)
     assert env.leases()[f"lease#{env.acl}"]["owner"] == {"S": "another-invocation"}
 
 
@@ -736,49 +738,52 @@ def test_a_lease_is_released_when_the_work_inside_it_raises(
 def test_a_holder_that_outlives_its_lease_writes_nothing_more_and_nothing_is_lost(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A pauses just before its create for longer than the lease; B takes the expired
-    lease and blocks the same address. A's create then lands on B's entry (the number its
-    rule item named), and A's next write is refused: one entry, one row, no duplicate."""
-    second = copy.deepcopy(load(SSH))
-    second["detail"]["id"] = "another-finding-of-the-same-attacker"
+    """A (two addresses) pauses just before its first create for longer than the lease; B
+    takes the expired lease and blocks the same address. A's create then lands on B's entry
+    (the number A's row named), and A's next write is refused: one entry, one row, no
+    duplicate."""
     other: list[dict[str, Any]] = []
 
     def outlive(**_: Any) -> None:
-        env.clock.advance(logic.LEASE_SECONDS + 1)
-        other.append(env.invoke(second))
+        env.clock.advance(lease.LEASE_SECONDS + 1)
+        other.append(env.invoke(load(SSH)))
 
     inject_before_create(env, monkeypatch, outlive)
 
-    with pytest.raises(logic.LeaseLost, match=f"the lease of {env.acl} expired"):
-        env.invoke(load(SSH))
+    with pytest.raises(lease.LeaseLost, match=f"the lease of {env.acl} expired"):
+        manual_block(env, [SSH_SOURCE.removesuffix("/32"), "1.0.0.9"], ttl=600)
 
     assert [b["ruleNumber"] for b in other[0]["blocked"]] == [71]
-    assert env.in_range() == {71: SSH_SOURCE}, "one entry: A's create met B's"
-    assert set(env.rules()) == {f"rule#{env.acl}#ingress#71"}
+    assert env.in_range() == env.named() == {71: SSH_SOURCE}, "one entry: A's create met B's"
     assert set(env.rows()) == {f"entry#{env.acl}#ingress#{SSH_SOURCE}"}
     assert env.leases() == {}
-    # Lambda retries A's event: the block is in place already.
-    retried = env.invoke(load(SSH))
-    assert [(b["ruleNumber"]) for b in retried["blocked"]] == [71]
-    assert env.count("CreateNetworkAclEntry") == 2
+    # Lambda retries A's event: the first block is in place already.
+    retried = manual_block(env, [SSH_SOURCE.removesuffix("/32"), "1.0.0.9"], ttl=600)
+    assert [(b["ruleNumber"]) for b in retried["blocked"]] == [71, 72]
+    assert env.count("CreateNetworkAclEntry") == 3
 
 
-def test_an_eviction_whose_row_delete_was_retried_after_it_succeeded_goes_on(
-    env: Env, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("operation", "matches"),
+    [
+        ("update_item", lambda kw: kw["ExpressionAttributeNames"] == {"#name": "blocked_until"}),
+        ("delete_item", lambda kw: kw["Key"]["pk"]["S"].startswith("entry#")),
+    ],
+    ids=["mark-ended", "delete-row"],
+)
+def test_an_eviction_whose_row_writes_were_retried_after_they_landed_goes_on(
+    env: Env, monkeypatch: pytest.MonkeyPatch, operation: str, matches: Any
 ) -> None:
-    """The retried conditional delete of the evicted row fails its condition because the
-    row is gone. That is not a re-block: the eviction carries on (no back-off) and says
-    why the address went."""
+    """The evicted row is marked ended and deleted by writes that a retry may repeat: the
+    repeat changes nothing (no back-off, no error) and the report says why it went."""
     env.set_env(CAPACITY="2")
     manual_block(env, ["1.0.0.1"], ttl=7200)
     manual_block(env, ["1.0.0.2"], ttl=300)
     env.reports()
-    answered = lose_first_response(
-        monkeypatch, aws.client("dynamodb"), "delete_item", lambda kw: "ConditionExpression" in kw
-    )
+    answered = lose_first_response(monkeypatch, aws.client("dynamodb"), operation, matches)
     result = env.invoke(load(SSH))
 
-    assert answered == ["ConditionalCheckFailedException"]
+    assert answered == ["ok"]
     assert env.clock.slept == []
     assert [e["address"] for e in result["evicted"]] == ["1.0.0.2/32"]
     assert env.in_range() == {71: "1.0.0.1/32", 72: SSH_SOURCE}
@@ -821,7 +826,7 @@ def test_a_delete_whose_retry_errors_after_it_succeeded_counts_as_done(
 
     assert result["unblocked"][0]["ruleNumbers"] == [71]
     assert env.in_range() == {}
-    assert env.rows() == {} and env.rules() == {}
+    assert env.rows() == {}
 
     # An error while the entry is still there is not swallowed.
     manual_block(env, ["1.0.0.1"], ttl=600)
@@ -920,7 +925,7 @@ def test_manual_block_and_unblock(env: Env) -> None:
     ]
     assert result["notBlocked"] == ["9.9.9.9/32"]
     assert env.in_range() == env.in_range(egress=True) == {72: V6_SOURCE}
-    assert len(env.rules()) == 2
+    assert env.named() == env.named("egress") == {72: V6_SOURCE}
     (sent,) = env.reports()
     assert sent["detail"]["actions"] == [
         f"Unblocked 1.1.1.1/32 in {env.acl} egress (removed rule 71)",
@@ -1027,7 +1032,7 @@ def test_sweep_removes_what_expired_even_if_ttl_has_not_deleted_the_row(env: Env
     env.clock.advance(599)
     assert env.invoke(SCHEDULED)["expired"] == []
 
-    env.clock.advance(1)  # expires_at <= now: expired
+    env.clock.advance(1)  # blocked_until <= now: expired
     result = env.invoke(SCHEDULED)
 
     assert sorted((e["address"], e["direction"], e["ruleNumber"]) for e in result["expired"]) == [
@@ -1038,7 +1043,7 @@ def test_sweep_removes_what_expired_even_if_ttl_has_not_deleted_the_row(env: Env
     ]
     assert env.in_range() == env.in_range(egress=True) == {73: "1.0.0.2/32"}
     assert {pk.rsplit("#", 1)[1] for pk in env.rows()} == {"1.0.0.2/32"}
-    assert len(env.rules()) == 2
+    assert env.named() == env.named("egress") == {73: "1.0.0.2/32"}
     (sent,) = env.reports()
     assert (
         f"Unblocked 1.0.0.1/32 in {env.acl} ingress (removed rule 71): its block expired"
@@ -1081,59 +1086,58 @@ def test_sweep_recreates_an_entry_deleted_by_hand(env: Env) -> None:
     ) in sent["detail"]["actions"]
 
 
-def test_sweep_removes_an_entry_whose_row_was_lost(env: Env) -> None:
+def test_a_lost_row_leaves_its_entry_to_the_orphan_grace_and_a_reblock_takes_it_back(
+    env: Env,
+) -> None:
     manual_block(env, ["1.0.0.1", "1.0.0.2"], ttl=3600)
-    env.delete_item(f"entry#{env.acl}#ingress#1.0.0.2/32")
+    env.delete_item(f"entry#{env.acl}#ingress#1.0.0.2/32")  # by hand: nothing else deletes rows
 
     result = env.invoke(SCHEDULED)
 
-    assert [(r["address"], r["ruleNumber"]) for r in result["removedUnrecorded"]] == [
-        ("1.0.0.2/32", 72)
+    assert [(f["ruleNumber"], f.get("removeAfter")) for f in result["foreign"]] == [
+        (72, "2025-06-16T15:06:40Z")
     ]
-    assert env.in_range() == {71: "1.0.0.1/32"}
-    assert len(env.rules()) == 1
-    assert result["foreign"] == []
-
-
-def test_sweep_removes_an_entry_left_behind_after_ttl_deleted_its_row(env: Env) -> None:
-    manual_block(env, ["1.0.0.1"], ttl=600)
-    env.clock.advance(3 * 24 * 3600)
-    env.delete_item(f"entry#{env.acl}#ingress#1.0.0.1/32")  # what DynamoDB TTL does, lazily
-
-    result = env.invoke(SCHEDULED)
-
-    assert [r["ruleNumber"] for r in result["removedUnrecorded"]] == [71]
-    assert env.in_range() == {}
-    assert env.rules() == {}
+    assert env.in_range() == {71: "1.0.0.1/32", 72: "1.0.0.2/32"}
+    # Blocked again before the grace ends: the deny is taken back, not doubled.
+    again = manual_block(env, ["1.0.0.2"], ttl=600)
+    assert [(b["ruleNumber"], b["address"]) for b in again["blocked"]] == [(72, "1.0.0.2/32")]
+    assert env.count("CreateNetworkAclEntry") == 2
+    assert env.named() == env.in_range()
+    assert env.invoke(SCHEDULED)["foreign"] == []
 
 
 def test_a_removal_that_stopped_half_way_is_finished_by_the_sweep(env: Env) -> None:
     manual_block(env, ["1.0.0.1", "1.0.0.2"], ttl=3600)
-    # A remover deleted the row, then its Lambda timed out before the entry went.
-    env.delete_item(f"entry#{env.acl}#ingress#1.0.0.2/32")
-    # Until the sweep comes, the rule item still proves the entry ours: no new block takes its
-    # number, and nothing calls it foreign.
+    # A remover marked the row ended, then its Lambda timed out before the entry went.
+    env.ddb.update_item(
+        TableName=env.table,
+        Key={"pk": {"S": f"entry#{env.acl}#ingress#1.0.0.2/32"}},
+        UpdateExpression="SET blocked_until = :now",
+        ExpressionAttributeValues={":now": {"N": str(int(env.clock.at))}},
+    )
+    # Until the sweep comes, the row still proves the entry ours: no new block takes its
+    # number, nothing calls it foreign, and nothing re-creates it.
     assert manual_block(env, ["1.0.0.3"], ttl=600)["blocked"][0]["ruleNumber"] == 73
 
     result = env.invoke(SCHEDULED)
 
-    assert [(r["address"], r["ruleNumber"]) for r in result["removedUnrecorded"]] == [
-        ("1.0.0.2/32", 72)
-    ]
-    assert result["foreign"] == []
-    assert env.in_range() == {71: "1.0.0.1/32", 73: "1.0.0.3/32"}
-    assert len(env.rules()) == 2
+    assert [(r["address"], r["ruleNumber"]) for r in result["expired"]] == [("1.0.0.2/32", 72)]
+    assert result["foreign"] == [] and result["restored"] == []
+    assert env.in_range() == env.named() == {71: "1.0.0.1/32", 73: "1.0.0.3/32"}
 
 
-def test_sweep_takes_back_an_entry_whose_rule_item_was_lost(env: Env) -> None:
+def test_sweep_takes_back_an_entry_whose_rows_number_was_lost(env: Env) -> None:
     manual_block(env, ["1.0.0.1"], ttl=600)
-    env.delete_item(f"rule#{env.acl}#ingress#71")
+    env.ddb.update_item(
+        TableName=env.table,
+        Key={"pk": {"S": f"entry#{env.acl}#ingress#1.0.0.1/32"}},
+        UpdateExpression="REMOVE rule_number",
+    )
 
     result = env.invoke(SCHEDULED)
 
     assert result["foreign"] == [] and result["restored"] == []
-    assert env.in_range() == {71: "1.0.0.1/32"}
-    assert env.rules()[f"rule#{env.acl}#ingress#71"]["rule_number"] == {"N": "71"}
+    assert env.in_range() == env.named() == {71: "1.0.0.1/32"}
     env.clock.advance(600)
     assert [e["ruleNumber"] for e in env.invoke(SCHEDULED)["expired"]] == [71]
     assert env.in_range() == {}
@@ -1142,7 +1146,7 @@ def test_sweep_takes_back_an_entry_whose_rule_item_was_lost(env: Env) -> None:
 def test_an_emptied_table_leaves_every_entry_alone_and_reports_them(env: Env) -> None:
     manual_block(env, ["1.0.0.1", "1.0.0.2"], ttl=3600)
     env.add_entry(75, "9.9.9.9/32", action="allow")
-    for pk in [*env.rows(), *env.rules()]:
+    for pk in env.rows():
         env.delete_item(pk)
     env.reports()
 
@@ -1174,8 +1178,7 @@ def test_sweep_brings_a_lowered_capacity_back_within_it(env: Env) -> None:
     result = env.invoke(SCHEDULED)
 
     assert [(e["address"], e["ruleNumber"]) for e in result["evicted"]] == [("1.0.0.1/32", 71)]
-    assert env.in_range() == {72: "1.0.0.2/32", 73: "1.0.0.3/32"}
-    assert len(env.rules()) == 2
+    assert env.in_range() == env.named() == {72: "1.0.0.2/32", 73: "1.0.0.3/32"}
 
 
 def test_sweep_drops_the_records_of_an_acl_that_was_deleted(env: Env) -> None:
@@ -1183,7 +1186,7 @@ def test_sweep_drops_the_records_of_an_acl_that_was_deleted(env: Env) -> None:
     other = env.ec2.create_network_acl(VpcId=vpc)["NetworkAcl"]["NetworkAclId"]
     env.set_env(NACL_IDS=json.dumps([env.acl, other]))
     manual_block(env, ["1.0.0.1"], ttl=600)
-    assert len(env.rows()) == len(env.rules()) == 2
+    assert len(env.rows()) == 2
     env.ec2.delete_network_acl(NetworkAclId=other)
     env.set_env(NACL_IDS=json.dumps([env.acl]))
     env.reports()
@@ -1191,7 +1194,7 @@ def test_sweep_drops_the_records_of_an_acl_that_was_deleted(env: Env) -> None:
     result = env.invoke(SCHEDULED)
 
     assert result["missingNetworkAcls"] == [other]
-    assert {pk.split("#")[1] for pk in [*env.rows(), *env.rules()]} == {env.acl}
+    assert {pk.split("#")[1] for pk in env.rows()} == {env.acl}
     (sent,) = env.reports()
     assert (
         f"Network ACL {other} does not exist: dropped 1 recorded block(s) for it"
@@ -1204,12 +1207,13 @@ def test_an_unreadable_row_does_not_wedge_the_sweeper(env: Env) -> None:
     env.ddb.update_item(
         TableName=env.table,
         Key={"pk": {"S": f"entry#{env.acl}#ingress#1.0.0.2/32"}},
-        UpdateExpression="REMOVE expires_at",
+        UpdateExpression="REMOVE blocked_until",
     )
 
     result = env.invoke(SCHEDULED)
 
-    assert [r["address"] for r in result["removedUnrecorded"]] == ["1.0.0.2/32"]
+    # A row without a readable expiry counts as ended.
+    assert [r["address"] for r in result["expired"]] == ["1.0.0.2/32"]
     assert env.in_range() == {71: "1.0.0.1/32"}
 
 
@@ -1474,7 +1478,7 @@ def test_a_full_acl_is_a_reported_rejection_and_the_other_acls_are_still_blocked
     assert "quota" in rejected["reason"]
     assert env.in_range() == {71: SSH_SOURCE}
     assert env.in_range(acl=full) == {}
-    assert not [pk for pk in [*env.rows(), *env.rules()] if full in pk], "withdrawn, not left"
+    assert not [pk for pk in env.rows() if full in pk], "withdrawn, not left"
     (sent,) = env.reports()
     assert any("AWS refused the entry" in line for line in sent["detail"]["actions"])
 
@@ -1588,7 +1592,7 @@ def test_an_unblock_right_after_a_block_does_not_believe_one_stale_read(env: Env
     env.invoke({"action": "unblock", "addresses": ["1.0.0.1"], "reason": "test"})
 
     assert env.in_range() == {}, "the deny must not outlive its row and rule item"
-    assert env.rows() == {} and env.rules() == {}
+    assert env.rows() == {}
 
 
 def test_a_delete_still_shown_keeps_its_rule_item_until_a_sweep_sees_it_gone(env: Env) -> None:
@@ -1621,18 +1625,19 @@ def test_a_delete_still_shown_keeps_its_rule_item_until_a_sweep_sees_it_gone(env
 
     assert deleted == [71]
     assert env.in_range() == {}
-    assert list(env.rules()) == [f"rule#{env.acl}#ingress#71"], "not believed gone yet"
-    assert env.rows() == {}
+    (row,) = env.rows().values()
+    assert row["rule_number"] == {"N": "71"}, "not believed gone yet"
+    assert int(row["blocked_until"]["N"]) <= env.clock.at, "but ended"
 
     env.invoke(SCHEDULED)
 
-    assert env.rules() == {} and env.in_range() == {}
+    assert env.rows() == {} and env.in_range() == {}
 
 
 def test_a_deny_of_our_form_that_nothing_records_is_removed_after_the_grace(env: Env) -> None:
     manual_block(env, ["1.0.0.1"], ttl=3600)
     env.add_entry(75, "9.9.9.9/32", action="allow")
-    for pk in [*env.rows(), *env.rules()]:
+    for pk in env.rows():
         env.delete_item(pk)  # the record lost, the deny left behind
 
     first = env.invoke(SCHEDULED)
