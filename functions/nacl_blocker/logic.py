@@ -355,21 +355,17 @@ class Writer:
         self.leases.own(target.nacl_id)
         return call(**request)
 
-    def _set(self, target: Target, cidr: str, name: str, value: int | None) -> None:
-        """Set (``None``: remove) a number of the row of ``cidr``, if it stands."""
+    def _set(self, target: Target, cidr: str, name: str, value: int) -> None:
+        """Set a number of the row of ``cidr``, if it stands."""
         self.write(
             target,
             self.table.conditional,
             call=self.table.db.update_item,
             Key=state.key(target.pk(ROW_PREFIX, cidr)),
-            UpdateExpression="REMOVE #name" if value is None else "SET #name = :value",
+            UpdateExpression="SET #name = :value",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeNames={"#name": name},
-            **(
-                {}
-                if value is None
-                else {"ExpressionAttributeValues": {":value": {"N": str(value)}}}
-            ),
+            ExpressionAttributeValues={":value": {"N": str(value)}},
         )
 
     def record(self, target: Target, cidr: str, job: engine.Job) -> int:
@@ -518,8 +514,8 @@ class Writer:
             created = self.write(
                 target, self.acls.create_deny, target=target, rule_number=number, cidr=cidr
             )
-        except _Refused:
-            self._set(target, cidr, "rule_number", None)  # the entry did not go in
+        except _Refused:  # the entry did not go in: the block goes
+            self.write(target, self.table.delete, pk=target.pk(ROW_PREFIX, cidr))
             raise
         if not created:
             raise _Conflict(f"rule {number} was taken")
@@ -577,7 +573,6 @@ class Writer:
                 continue
             try:
                 placed = self.place(target, row.cidr, frozenset({row.cidr}), evicted)
-                self._log_evictions(log, evicted)
             except _Refused as exc:
                 self.withdraw(target, row.cidr)
                 line = f"Dropped the block of {row.cidr} in {target}: {exc}"
@@ -592,7 +587,8 @@ class Writer:
                         "recorded but the entry was missing"
                     )
                     log.add("restored", target.where(row.cidr, placed[0]), line)
-        self._log_evictions(log, evicted)
+            finally:
+                self._log_evictions(log, evicted)
         # Entries no row names: reported by every sweep and never touched, except a deny
         # of exactly our form left unrecorded for ORPHAN_GRACE_SECONDS.
         acl, rows = self.read(target), self.rows(target)
@@ -624,7 +620,7 @@ class Writer:
                 )
                 log.add("removedOrphan", target.where(cidr, number), line)
             return
-        after = {"removeAfter": blocking.iso(since + ORPHAN_GRACE_SECONDS)} if since else {}
+        after = {} if since is None else {"removeAfter": blocking.iso(since + ORPHAN_GRACE_SECONDS)}
         item = {
             "networkAclId": target.nacl_id,
             "direction": target.direction,

@@ -25,30 +25,28 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         "dynamodb:UpdateItem",
         "state_table",
-        "record a block atomically (hit count, expiry) and its rule number, renew the ACL's "
-        "lease before each write, complete idempotency records",
+        "record a block atomically (hit count, expiry), its rule number before the entry "
+        "is created, and its end before the entry is removed; renew the ACL's lease before "
+        "each write; complete idempotency records",
     ),
     Permission(
         "dynamodb:PutItem",
         "state_table",
-        "take the ACL's lease (conditional write), record the rule item that proves an entry "
-        "ours, note an orphan's first sighting, claim a finding delivery (idempotency)",
+        "take the ACL's lease (conditional write), note an orphan's first sighting, claim a "
+        "finding delivery (idempotency)",
     ),
     Permission(
         "dynamodb:DeleteItem",
         "state_table",
-        "drop expired, evicted and unblocked rows and their rule items, release the ACL's "
-        "lease; drop failed idempotency records",
+        "drop the rows of expired, evicted and unblocked blocks once their entries are seen "
+        "gone, release the ACL's lease; drop failed idempotency records",
     ),
     Permission(
         "dynamodb:GetItem",
         "state_table",
-        "read back a row whose conditional delete failed and when an orphan was first seen; "
-        "read an existing idempotency record",
+        "read when an orphan was first seen; read an existing idempotency record",
     ),
-    Permission(
-        "dynamodb:Scan", "state_table", "list blocks and rule items to place, evict and sweep"
-    ),
+    Permission("dynamodb:Scan", "state_table", "list the blocks to place, evict and sweep"),
     Permission("sns:Publish", "notify_topic", "tell people what was blocked and why"),
     Permission(
         "kms:GenerateDataKey", "notify_kms_key", "publish to the KMS-encrypted notify topic"

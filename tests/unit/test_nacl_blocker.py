@@ -1126,6 +1126,34 @@ def test_a_removal_that_stopped_half_way_is_finished_by_the_sweep(env: Env) -> N
     assert env.in_range() == env.named() == {71: "1.0.0.1/32", 73: "1.0.0.3/32"}
 
 
+def test_an_unblock_that_dies_before_deleting_its_row_is_not_undone_by_the_sweep(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row is marked ended before its entry goes, so a remover that stops between the
+    entry and the row leaves an ended row: the sweep finishes it instead of re-creating a
+    deny that an operator lifted."""
+    manual_block(env, ["1.0.0.1"], ttl=3600)
+    client = aws.client("dynamodb")
+    real_delete = client.delete_item
+
+    def timed_out(**request: Any) -> Any:
+        if request["Key"]["pk"]["S"].startswith(logic.ROW_PREFIX):
+            raise TimeoutError("the Lambda ran out of time here")
+        return real_delete(**request)
+
+    monkeypatch.setattr(client, "delete_item", timed_out)
+    with pytest.raises(TimeoutError):
+        env.invoke({"action": "unblock", "addresses": ["1.0.0.1"], "reason": "x"})
+    monkeypatch.setattr(client, "delete_item", real_delete)
+    assert env.in_range() == {} and len(env.rows()) == 1
+
+    result = env.invoke(SCHEDULED)
+
+    assert result["restored"] == []
+    assert [e["address"] for e in result["expired"]] == ["1.0.0.1/32"]
+    assert env.in_range() == {} and env.rows() == {}
+
+
 def test_sweep_takes_back_an_entry_whose_rows_number_was_lost(env: Env) -> None:
     manual_block(env, ["1.0.0.1"], ttl=600)
     env.ddb.update_item(
