@@ -166,6 +166,15 @@ class Env:
     def row(self, cidr: str, direction: str = "ingress") -> dict[str, Any]:
         return self.rows()[f"entry#{self.acl}#{direction}#{cidr}"]
 
+    def edit_row(self, cidr: str, expression: str, **values: Any) -> None:
+        """Change an ingress row by hand (as a person, or a remover that stopped, would)."""
+        self.ddb.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"entry#{self.acl}#ingress#{cidr}"}},
+            UpdateExpression=expression,
+            **({"ExpressionAttributeValues": values} if values else {}),
+        )
+
     def delete_item(self, pk: str) -> None:
         self.ddb.delete_item(TableName=self.table, Key={"pk": {"S": pk}})
 
@@ -1109,11 +1118,8 @@ def test_a_lost_row_leaves_its_entry_to_the_orphan_grace_and_a_reblock_takes_it_
 def test_a_removal_that_stopped_half_way_is_finished_by_the_sweep(env: Env) -> None:
     manual_block(env, ["1.0.0.1", "1.0.0.2"], ttl=3600)
     # A remover marked the row ended, then its Lambda timed out before the entry went.
-    env.ddb.update_item(
-        TableName=env.table,
-        Key={"pk": {"S": f"entry#{env.acl}#ingress#1.0.0.2/32"}},
-        UpdateExpression="SET blocked_until = :now",
-        ExpressionAttributeValues={":now": {"N": str(int(env.clock.at))}},
+    env.edit_row(
+        "1.0.0.2/32", "SET blocked_until = :now", **{":now": {"N": str(int(env.clock.at))}}
     )
     # Until the sweep comes, the row still proves the entry ours: no new block takes its
     # number, nothing calls it foreign, and nothing re-creates it.
@@ -1156,11 +1162,7 @@ def test_an_unblock_that_dies_before_deleting_its_row_is_not_undone_by_the_sweep
 
 def test_sweep_takes_back_an_entry_whose_rows_number_was_lost(env: Env) -> None:
     manual_block(env, ["1.0.0.1"], ttl=600)
-    env.ddb.update_item(
-        TableName=env.table,
-        Key={"pk": {"S": f"entry#{env.acl}#ingress#1.0.0.1/32"}},
-        UpdateExpression="REMOVE rule_number",
-    )
+    env.edit_row("1.0.0.1/32", "REMOVE rule_number")
 
     result = env.invoke(SCHEDULED)
 
@@ -1232,11 +1234,7 @@ def test_sweep_drops_the_records_of_an_acl_that_was_deleted(env: Env) -> None:
 
 def test_an_unreadable_row_does_not_wedge_the_sweeper(env: Env) -> None:
     manual_block(env, ["1.0.0.1", "1.0.0.2"], ttl=3600)
-    env.ddb.update_item(
-        TableName=env.table,
-        Key={"pk": {"S": f"entry#{env.acl}#ingress#1.0.0.2/32"}},
-        UpdateExpression="REMOVE blocked_until",
-    )
+    env.edit_row("1.0.0.2/32", "REMOVE blocked_until")
 
     result = env.invoke(SCHEDULED)
 
