@@ -4,8 +4,8 @@ attribute ``expires_at``.
 What every point keeps there goes through this class: block rows (:meth:`upsert`: the
 expiry only ever moves later), conditional deletes that tell a re-block from a retry of
 their own delete, paged consistent scans by key prefix, and first sightings (when a sweep
-first saw something). Points add their own items (leases, say) on
-top of :meth:`conditional` and :meth:`item`.
+first saw something). Other items (the leases of :mod:`functions.common.lease`) build on
+:meth:`conditional` and :meth:`item`.
 """
 
 from __future__ import annotations

@@ -498,6 +498,7 @@ class Writer:
         for entry in entries:
             if entry.denies(cidr) and entry.rule_number not in named:
                 self._set(target, cidr, "rule_number", entry.rule_number)
+                self.table.delete(target.pk(ORPHAN_PREFIX, f"{entry.rule_number}#{cidr}"))
                 return entry.rule_number, False
         held = named - {row.rule_number, None}
         taken = held | {e.rule_number for e in entries}

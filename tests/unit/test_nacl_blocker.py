@@ -1112,6 +1112,7 @@ def test_a_lost_row_leaves_its_entry_to_the_orphan_grace_and_a_reblock_takes_it_
     assert [(b["ruleNumber"], b["address"]) for b in again["blocked"]] == [(72, "1.0.0.2/32")]
     assert env.count("CreateNetworkAclEntry") == 2
     assert env.named() == env.in_range()
+    assert env.items(logic.ORPHAN_PREFIX) == {}, "its sighting goes: a later loss starts anew"
     assert env.invoke(SCHEDULED)["foreign"] == []
 
 
