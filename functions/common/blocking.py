@@ -401,7 +401,20 @@ def dispatch(
     event: Any, context: LambdaContext, clock: Clock, logic: ModuleType, logger: Logger
 ) -> dict[str, Any]:
     """The body of each blocking remediator's handler: recognise the event, validate it,
-    hand it to that remediator's ``logic`` module (block, unblock, sweep, handle_finding)."""
+    hand it to that remediator's ``logic`` module. The events:
+
+    - a GuardDuty finding through EventBridge (``detail-type`` ``GuardDuty Finding``);
+    - the Security Hub "Block IP" custom action (``Security Hub Findings - Custom Action``
+      naming ``BLOCK_IP_ACTION_ARN``; see :mod:`functions.common.intake`);
+    - a batch of those from the blocker's SQS queue (``Records``);
+    - the sweeper's schedule (``detail-type`` ``Scheduled Event``) or ``{"action": "sweep"}``;
+    - an operator's direct invocation ``{"action": "block"|"unblock", ...}``.
+
+    An event whose ``source`` is not the service its ``detail-type`` claims, anything else,
+    or a malformed event, returns a logged rejection instead of raising: a retry would fail
+    the same way. AWS failures do raise, so Lambda retries the event and finally hands it
+    to the on-failure destination.
+    """
     config = logic.Config.from_env(os.environ)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if callable(remaining):

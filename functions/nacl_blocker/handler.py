@@ -1,18 +1,5 @@
-"""Lambda entry point: recognise the event, validate it, hand it to :mod:`logic`.
-
-Four event shapes arrive here:
-
-- a GuardDuty finding through EventBridge (``detail-type`` ``GuardDuty Finding``);
-- the Security Hub "Block IP" custom action (``Security Hub Findings - Custom Action``
-  naming ``BLOCK_IP_ACTION_ARN``; see :mod:`functions.common.intake`);
-- the sweeper's schedule (``detail-type`` ``Scheduled Event``) or ``{"action": "sweep"}``;
-- an operator's direct invocation ``{"action": "block"|"unblock", ...}``.
-
-An event whose ``source`` is not the service its ``detail-type`` claims, anything else,
-or a malformed event, returns a logged rejection instead of raising: a
-retry would fail the same way. AWS failures do raise, so Lambda retries the event and
-finally hands it to the on-failure destination.
-"""
+"""Lambda entry point; :func:`functions.common.blocking.dispatch` recognises the event
+and hands it to :mod:`logic`."""
 
 from __future__ import annotations
 
