@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Self
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
 from functions.common import addresses, report
 from functions.common.blocking import (
@@ -396,6 +397,12 @@ def _named(name: str, message: str) -> str:
     return message if message.startswith(name) else f"{name}: {message}"
 
 
+def _range(field: FieldInfo) -> str:
+    """A bounded setting's range, "low..high" (its ``ge`` and ``le``)."""
+    bound = {k: getattr(m, k) for m in field.metadata for k in ("ge", "le") if hasattr(m, k)}
+    return f"{bound['ge']}..{bound['le']}"
+
+
 class Settings(BaseModel):
     """The settings every point has, from the environment (one pydantic model per
     function: its ``Config`` subclasses this). Fields are read by their variable name
@@ -405,9 +412,14 @@ class Settings(BaseModel):
 
     state_table: str = Field(alias="STATE_TABLE", min_length=1)
     allowlist: tuple[IPv4Network | IPv6Network, ...] = Field(default=(), alias="ALLOWLIST_CIDRS")
-    block_ttl_seconds: int = Field(default=DEFAULT_BLOCK_TTL_SECONDS, alias="BLOCK_TTL_SECONDS")
+    block_ttl_seconds: int = Field(
+        default=DEFAULT_BLOCK_TTL_SECONDS,
+        alias="BLOCK_TTL_SECONDS",
+        ge=MIN_TTL_SECONDS,
+        le=MAX_TTL_SECONDS,
+    )
     severity_threshold: float = Field(
-        default=DEFAULT_SEVERITY_THRESHOLD, alias="SEVERITY_THRESHOLD"
+        default=DEFAULT_SEVERITY_THRESHOLD, alias="SEVERITY_THRESHOLD", ge=0, le=10
     )
     notify_topic_arn: str = Field(default="", alias="NOTIFY_TOPIC_ARN")
     block_ip_action_arn: str = Field(default="", alias="BLOCK_IP_ACTION_ARN")
@@ -417,27 +429,11 @@ class Settings(BaseModel):
     def _allowlist(cls, raw: Any) -> Any:
         return addresses.parse_allowlist(raw) if isinstance(raw, str) else raw
 
-    @field_validator("block_ttl_seconds")
-    @classmethod
-    def _ttl(cls, ttl: int) -> int:
-        if not MIN_TTL_SECONDS <= ttl <= MAX_TTL_SECONDS:
-            raise ValueError(
-                f"BLOCK_TTL_SECONDS must be {MIN_TTL_SECONDS}..{MAX_TTL_SECONDS}, got {ttl}"
-            )
-        return ttl
-
-    @field_validator("severity_threshold")
-    @classmethod
-    def _severity(cls, severity: float) -> float:
-        if not 0 <= severity <= 10:
-            raise ValueError(f"SEVERITY_THRESHOLD must be 0..10, got {severity}")
-        return severity
-
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
         """The configuration, or :class:`ConfigError` naming the variable that is wrong."""
-        names = [f.alias for f in cls.model_fields.values() if f.alias]
-        values = {name: env[name].strip() for name in names if env.get(name, "").strip()}
+        fields = {f.alias: f for f in cls.model_fields.values() if f.alias}
+        values = {name: env[name].strip() for name in fields if env.get(name, "").strip()}
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
@@ -447,6 +443,8 @@ class Settings(BaseModel):
                 message = f"environment variable {name} is required"
             elif error["type"] in {"int_parsing", "float_parsing"}:
                 message = f"{name} must be a number, got {values[name]!r}"
+            elif error["type"] in {"greater_than_equal", "less_than_equal"}:
+                message = f"{name} must be {_range(fields[name])}, got {values[name]}"
             elif error["type"] == "value_error":
                 message = _named(name, str(error["ctx"]["error"]))
             else:

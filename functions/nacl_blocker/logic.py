@@ -12,23 +12,22 @@ State table items (partition key ``pk``)::
     orphan#<acl>#<direction>#<n>#<cidr>   when a sweep first saw an unrecorded deny of ours
 
 A row proves the entry at its ``rule_number`` ours. The number is written before the entry
-is created; a row that ends (expiry, unblock, eviction, allowlist) is marked expired first
-and deleted only once its entry is seen gone; and its expiry is ``blocked_until``, not the
-table's TTL attribute, so DynamoDB never deletes a row whose entry may stand. Anything
-else in the range is foreign: never changed, its number never used, reported by every
-sweep, except a deny of exactly our form unrecorded for ``ORPHAN_GRACE_SECONDS``. Every
-write happens under the ACL's lease, renewed before it, so inside it the code reads, plans
-and writes in sequence. An answer that may come from a retry of a request that had landed
-is decided by reading back, and ``DescribeNetworkAcls`` (eventually consistent) is read
-again before an entry's presence or absence is believed (``VERIFY_READS``).
+is created; a block that ends (expiry, unblock, eviction, allowlist) is marked ended first
+and its row deleted only once the entry is seen gone; and its expiry is ``blocked_until``,
+not the table's TTL attribute, so DynamoDB never deletes a row whose entry may stand.
+Anything else in the range is foreign: never changed, its number never used, reported by
+every sweep, except a deny of exactly our form unrecorded for ``ORPHAN_GRACE_SECONDS``.
+Every write happens under the ACL's lease, renewed before it, so the code reads, plans and
+writes in sequence. An answer that may come from a retry of a request that had landed is
+decided by reading back, and ``DescribeNetworkAcls`` (eventually consistent) is read again
+before an entry's presence or absence is believed (``VERIFY_READS``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import groupby
 from typing import Any, Self
 
 from aws_lambda_powertools import Logger
@@ -64,9 +63,6 @@ _ACL_NOT_FOUND = frozenset({"InvalidNetworkAclID.NotFound", "InvalidRouteTableID
 # What botocore raises when a request may or may not have taken effect.
 _AMBIGUOUS = (ClientError, BotoCoreError, ResponseParserError)
 _NACL_ID = re.compile(r"acl-[0-9a-f]{8,17}")
-# AWS counts rules per ACL, direction and IP version (its own and the default rule too);
-# moto has no such quota.
-ENTRY_LIMIT_EXCEEDED = "NetworkAclEntryLimitExceeded"
 
 
 class PlacementError(RuntimeError):
@@ -77,23 +73,15 @@ class _Refused(Exception):
     """The entry cannot go in: no room in the range, or AWS's quota of rules."""
 
 
-class _Restart(Exception):
-    """This attempt made room itself (an eviction); re-read and re-plan at once."""
-
-
-class _Conflict(Exception):
-    """Someone else's entry took the number chosen; back off and re-plan."""
-
-
 class _AclGone(Exception):
     """The network ACL does not exist (any more)."""
 
 
 class Config(engine.Settings):
-    rule_range_start: int = Field(alias="RULE_RANGE_START")
+    rule_range_start: int = Field(alias="RULE_RANGE_START", ge=1, le=MAX_RULE_NUMBER)
     rule_range_end: int = Field(alias="RULE_RANGE_END")
     nacl_ids: tuple[str, ...] = Field(default=(), alias="NACL_IDS")
-    capacity: int = Field(default=10, alias="CAPACITY")
+    capacity: int = Field(default=10, alias="CAPACITY", ge=1, le=MAX_CAPACITY)
     directions: tuple[str, ...] = Field(default=("ingress",), alias="DIRECTIONS")
 
     @field_validator("nacl_ids", "directions", mode="before")
@@ -109,15 +97,8 @@ class Config(engine.Settings):
         if len(set(self.nacl_ids)) != len(self.nacl_ids):
             raise ValueError("NACL_IDS lists a network ACL twice")
         start, end = self.rule_range_start, self.rule_range_end
-        if not 1 <= start <= MAX_RULE_NUMBER:
-            raise ValueError(f"RULE_RANGE_START must be 1..{MAX_RULE_NUMBER}, got {start}")
         if not start <= end <= MAX_RULE_NUMBER:
-            raise ValueError(
-                f"RULE_RANGE_END must be {start}..{MAX_RULE_NUMBER} "
-                f"(RULE_RANGE_START..{MAX_RULE_NUMBER}), got {end}"
-            )
-        if not 1 <= self.capacity <= MAX_CAPACITY:
-            raise ValueError(f"CAPACITY must be 1..{MAX_CAPACITY}, got {self.capacity}")
+            raise ValueError(f"RULE_RANGE_END must be {start}..{MAX_RULE_NUMBER}, got {end}")
         if sorted(self.directions) not in (["ingress"], ["egress", "ingress"]):
             raise ValueError(
                 f'DIRECTIONS must be ["ingress"] or ["ingress", "egress"], got {self.directions}'
@@ -131,10 +112,6 @@ class Config(engine.Settings):
     @property
     def range_text(self) -> str:
         return f"{self.rule_range_start}-{self.rule_range_end}"
-
-
-def _dedupe(items: Iterable[Any]) -> list[Any]:
-    return list(dict.fromkeys(items))
 
 
 # --------------------------------------------------------------------------- model
@@ -177,16 +154,17 @@ class Entry:
         """Is this exactly the entry this remediator writes for ``cidr``?"""
         return self.action == "deny" and self.protocol == "-1" and self.cidr == cidr
 
-    @property
-    def has_our_form(self) -> bool:
-        return self.denies(self.cidr) and self.cidr.endswith(("/32", "/128"))
-
 
 @dataclass(frozen=True, slots=True)
 class Row:
     cidr: str
     until: int  # the block's expiry; at or before now once it ended
     rule_number: int | None  # the entry it names (None: never placed)
+
+    @property
+    def expiry(self) -> tuple[int, int]:
+        """The order of eviction: the block expiring first (an ended one first)."""
+        return self.until, self.rule_number or 0
 
 
 Rows = Mapping[str, Row]  # one target's rows by CIDR
@@ -280,7 +258,9 @@ class NetworkAcls:
 
         An error does not prove the entry absent (a retry of a create that landed answers
         ``NetworkAclEntryAlreadyExists``; a dropped connection may follow one): a fresh
-        read decides.
+        read decides. AWS counts rules per ACL, direction and IP version, its own and the
+        default rule included, and refuses one more with ``NetworkAclEntryLimitExceeded``
+        (moto has no such quota).
         """
         try:
             self._ec2.create_network_acl_entry(
@@ -298,7 +278,7 @@ class NetworkAcls:
                 return True
             if aws.error_code(exc) == "NetworkAclEntryAlreadyExists":
                 return False
-            if aws.error_code(exc) == ENTRY_LIMIT_EXCEEDED:
+            if aws.error_code(exc) == "NetworkAclEntryLimitExceeded":
                 raise _Refused(
                     f"AWS refused the entry: {target} holds its quota of rules for IPv"
                     f"{6 if ':' in cidr else 4} (the ACL's own rules and the default rule "
@@ -368,23 +348,6 @@ class Writer:
             ExpressionAttributeValues={":value": {"N": str(value)}},
         )
 
-    def record(self, target: Target, cidr: str, job: engine.Job) -> int:
-        """Record (or extend) the block of ``cidr``; its expiry."""
-        now = int(self.clock.now())
-        identity = {"nacl_id": target.nacl_id, "direction": target.direction, "cidr": cidr}
-        return int(
-            self.write(
-                target,
-                self.table.upsert,
-                pk=target.pk(ROW_PREFIX, cidr),
-                identity={name: {"S": value} for name, value in identity.items()},
-                expires_at=now + job.ttl_seconds,
-                reason=job.reason,
-                finding_ids=job.finding_ids,
-                now=now,
-            )
-        )
-
     def _settled(self, target: Target, number: int, gone: bool) -> Entry | None:
         """The entry at ``number``, read again until it shows (``gone``: until it does
         not) or VERIFY_READS reads are spent: one read of an eventually consistent API
@@ -411,13 +374,12 @@ class Writer:
         return True
 
     def remove(self, target: Target, row: Row) -> int | None:
-        """End the block of ``row``: mark it expired, remove its entry, then the row. The
+        """End the block of ``row``: mark it ended, remove its entry, then the row. The
         rule number removed, if its entry was there; while a deleted entry is still shown
-        the row stays, expired, and the next sweep finishes it."""
+        the row stays, ended, and the next sweep finishes it."""
         now, number = int(self.clock.now()), row.rule_number
-        if number is None:
-            gone: bool | None = False
-        else:
+        gone: bool | None = False
+        if number is not None:
             if row.until > now:
                 self._set(target, row.cidr, UNTIL, now)
             gone = self._delete_entry(target, number, row.cidr)
@@ -426,55 +388,107 @@ class Writer:
         self.write(target, self.table.delete, pk=target.pk(ROW_PREFIX, row.cidr))
         return number if gone else None
 
-    def withdraw(self, target: Target, cidr: str) -> list[int]:
-        """Drop the block of ``cidr`` as it stands now; the rule numbers removed."""
+    def withdraw(self, target: Target, cidr: str) -> int | None:
+        """Drop the block of ``cidr`` as it stands now; the rule number removed."""
         row = self.rows(target).get(cidr)
-        removed = self.remove(target, row) if row is not None else None
-        return [] if removed is None else [removed]
+        return None if row is None else self.remove(target, row)
+
+    def evict(self, target: Target, row: Row) -> engine.Done:
+        line = (
+            f"Evicted {row.cidr} (rule {row.rule_number}) from {target} to stay within "
+            f"CAPACITY {self.config.capacity} and the range {self.config.range_text}: it was "
+            f"due to expire first ({blocking.iso(row.until)})"
+        )
+        self.remove(target, row)
+        return engine.Done(row.cidr, target.where(row.cidr, row.rule_number), line)
 
     def block(
         self, target: Target, cidr: str, job: engine.Job, keep: frozenset[str], done: engine.Tally
     ) -> None:
-        """Record and place the block of ``cidr``; tally what happened."""
-        until = self.record(target, cidr, job)
+        """Record (or extend) the block of ``cidr`` and place it; tally what happened."""
+        now = int(self.clock.now())
+        identity = {"nacl_id": target.nacl_id, "direction": target.direction, "cidr": cidr}
+        until = self.write(
+            target,
+            self.table.upsert,
+            pk=target.pk(ROW_PREFIX, cidr),
+            identity={name: {"S": value} for name, value in identity.items()},
+            expires_at=now + job.ttl_seconds,
+            reason=job.reason,
+            finding_ids=job.finding_ids,
+            now=now,
+        )
         try:
             placed = self.place(target, cidr, keep, done.evicted)
         except _Refused as exc:
             self.withdraw(target, cidr)
             done.rejected.append((cidr, f"{target}: {exc}"))
+            return
         except _AclGone:
             done.rejected.append((cidr, f"network ACL {target.nacl_id} was deleted"))
-        else:
-            if placed is None:
-                why = f"{target}: withdrawn by a concurrent unblock or eviction"
-                done.rejected.append((cidr, why))
-                return
-            (number, created), iso = placed, blocking.iso(until)
-            where = f"in {target} as rule {number}"
-            line = (
-                f"Denied {cidr} {where} until {iso}"
-                if created
-                else f"{cidr} was already denied {where}; blocked until {iso}"
-            )
-            item = target.where(cidr, number) | {"expiresAt": iso}
-            done.blocked.append(engine.Done(cidr, item, line))
+            return
+        (number, created), iso = placed, blocking.iso(until)
+        where = f"in {target} as rule {number}"
+        line = f"Denied {cidr} {where} until {iso}"
+        if not created:
+            line = f"{cidr} was already denied {where}; blocked until {iso}"
+        item = target.where(cidr, number) | {"expiresAt": iso}
+        done.blocked.append(engine.Done(cidr, item, line))
 
     def place(
         self, target: Target, cidr: str, keep: frozenset[str], evicted: list[engine.Done]
-    ) -> tuple[int, bool] | None:
-        """Make the recorded block of ``cidr`` an entry in the range: (number, created),
-        or ``None`` when its row is gone. ``keep``: addresses of the same request, never
-        evicted for each other. Raises _Refused, _AclGone, or PlacementError when someone
-        else's entries keep landing on the numbers chosen."""
-        last = "none"
+    ) -> tuple[int, bool]:
+        """Make the recorded block of ``cidr`` an entry in the range: (number, created).
+        At CAPACITY, or with no free number, the block
+        expiring first goes, except those of ``keep`` (the same request's addresses).
+        Raises _Refused, _AclGone, or PlacementError when someone else's entries keep
+        landing on the numbers chosen."""
+        numbers, last = self.config.rule_numbers, "none"
         attempts = blocking.Attempts(self.clock, MAX_ATTEMPTS)
         for attempt in attempts:
+            acl, rows = self.read(target), self.rows(target)
+            row = rows.get(cidr)
+            if row is None:  # under the lease, only a hand edit
+                raise _Refused("its block was withdrawn while it was being placed")
+            if row.rule_number is not None and acl.holds(target, row):
+                return row.rule_number, False
+            entries = acl.in_range(target, numbers)
+            named = {r.rule_number for r in rows.values()}
+            # A deny of exactly this address that no row names (its row's number lost by
+            # hand, or its row deleted and the address blocked again) is taken back.
+            for entry in entries:
+                if entry.denies(cidr) and entry.rule_number not in named:
+                    self._set(target, cidr, "rule_number", entry.rule_number)
+                    self.table.delete(target.pk(ORPHAN_PREFIX, f"{entry.rule_number}#{cidr}"))
+                    return entry.rule_number, False
+            held = named - {row.rule_number, None}
+            taken = held | {e.rule_number for e in entries}
+            # The number the row names comes first: a create in flight from a holder that
+            # outlived its lease then lands on the same entry.
+            free = [n for n in (row.rule_number, *numbers) if n in numbers and n not in taken]
+            if len(held) >= self.config.capacity or not free:
+                ours = [
+                    r for r in rows.values() if r.rule_number is not None and r.cidr not in keep
+                ]
+                if not ours:
+                    foreign = sum(not _owns(rows, e) for e in entries)
+                    raise _Refused(
+                        f"no free rule number in the reserved range {self.config.range_text} "
+                        f"and nothing this remediator may evict ({foreign} number(s) there are "
+                        "held by entries it did not create)"
+                    )
+                evicted.append(self.evict(target, min(ours, key=lambda r: r.expiry)))
+                continue  # it made room itself: re-read and re-plan at once
+            if row.rule_number != free[0]:
+                self._set(target, cidr, "rule_number", free[0])
             try:
-                return self._place_once(target, cidr, keep, evicted)
-            except _Restart:
-                continue
-            except _Conflict as exc:
-                last = str(exc)
+                create = self.acls.create_deny
+                if self.write(target, create, target=target, rule_number=free[0], cidr=cidr):
+                    return free[0], True
+            except _Refused:  # AWS's quota: the entry did not go in, so the block goes
+                self.write(target, self.table.delete, pk=target.pk(ROW_PREFIX, cidr))
+                raise
+            last = f"rule {free[0]} was taken"
             logger.info("placement conflicted", extra={"cidr": cidr, "attempt": attempt + 1})
             if not attempts.wait(attempt):
                 break
@@ -482,71 +496,9 @@ class Writer:
             f"{cidr} was not placed in {target} {attempts.summary()}; last conflict: {last}"
         )
 
-    def _place_once(
-        self, target: Target, cidr: str, keep: frozenset[str], evicted: list[engine.Done]
-    ) -> tuple[int, bool] | None:
-        acl, rows, numbers = self.read(target), self.rows(target), self.config.rule_numbers
-        row = rows.get(cidr)
-        if row is None:
-            return None
-        if row.rule_number is not None and acl.holds(target, row):
-            return row.rule_number, False
-        entries = acl.in_range(target, numbers)
-        named = {r.rule_number for r in rows.values()}
-        # A deny of exactly this address that no row names (its row's number lost by hand,
-        # or its row deleted and the address blocked again) is taken back, not doubled.
-        for entry in entries:
-            if entry.denies(cidr) and entry.rule_number not in named:
-                self._set(target, cidr, "rule_number", entry.rule_number)
-                self.table.delete(target.pk(ORPHAN_PREFIX, f"{entry.rule_number}#{cidr}"))
-                return entry.rule_number, False
-        held = named - {row.rule_number, None}
-        taken = held | {e.rule_number for e in entries}
-        # The number the row already names comes first: a create in flight from a holder
-        # that outlived its lease then lands on the same entry.
-        free = [n for n in (row.rule_number, *numbers) if n in numbers and n not in taken]
-        if len(held) >= self.config.capacity or not free:
-            self.evict(target, acl, rows, keep, evicted)
-            raise _Restart
-        number = free[0]
-        if row.rule_number != number:
-            self._set(target, cidr, "rule_number", number)
-        try:
-            created = self.write(
-                target, self.acls.create_deny, target=target, rule_number=number, cidr=cidr
-            )
-        except _Refused:  # the entry did not go in: the block goes
-            self.write(target, self.table.delete, pk=target.pk(ROW_PREFIX, cidr))
-            raise
-        if not created:
-            raise _Conflict(f"rule {number} was taken")
-        return number, True
-
-    def evict(
-        self, target: Target, acl: Acl, rows: Rows, keep: frozenset[str], evicted: list[engine.Done]
-    ) -> None:
-        """Remove the entry of the block expiring first (an ended one first)."""
-        candidates = [r for r in rows.values() if r.rule_number is not None and r.cidr not in keep]
-        if not candidates:
-            in_range = acl.in_range(target, self.config.rule_numbers)
-            foreign = [e for e in in_range if not _owns(rows, e)]
-            raise _Refused(
-                f"no free rule number in the reserved range {self.config.range_text} and "
-                f"nothing this remediator may evict ({len(foreign)} number(s) there are held "
-                "by entries it did not create)"
-            )
-        row = min(candidates, key=lambda r: (r.until, r.rule_number))
-        self.remove(target, row)
-        line = (
-            f"Evicted {row.cidr} (rule {row.rule_number}) from {target} to stay within "
-            f"CAPACITY {self.config.capacity} and the range {self.config.range_text}: it was "
-            f"due to expire first ({blocking.iso(row.until)})"
-        )
-        evicted.append(engine.Done(row.cidr, target.where(row.cidr, row.rule_number), line))
-
     # ------------------------------------------------------------------- the sweep
 
-    def sweep_target(self, target: Target, now: int, log: engine.SweepLog) -> None:
+    def sweep(self, target: Target, now: int, log: engine.SweepLog) -> None:
         """Reconcile one ACL direction with its rows, both ways; log what it saw."""
         # Blocks that ended (decided from blocked_until, which no TTL deletes), or that
         # the allowlist as it is now covers.
@@ -559,21 +511,19 @@ class Writer:
                 line = f"Unblocked {row.cidr} in {target}{rule}: {lifted or 'its block expired'}"
                 log.add("lifted" if lifted else "expired", target.where(row.cidr, number), line)
         # Over CAPACITY (it was lowered since the entries were placed).
-        evicted: list[engine.Done] = []
-        rows = self.rows(target)
-        for _ in range(len(rows)):
-            if sum(r.rule_number is not None for r in rows.values()) <= self.config.capacity:
-                break
-            self.evict(target, self.read(target), rows, frozenset(), evicted)
-            rows = self.rows(target)
-        self._log_evictions(log, evicted)
+        placed = [r for r in self.rows(target).values() if r.rule_number is not None]
+        excess = max(0, len(placed) - self.config.capacity)
+        for row in sorted(placed, key=lambda r: r.expiry)[:excess]:
+            done = self.evict(target, row)
+            log.add("evicted", done.item, done.line)
         # Recorded, unexpired blocks without their entry: re-create them.
         acl = self.read(target)
         for row in sorted(self.rows(target).values(), key=lambda r: r.cidr):
             if row.until <= now or acl.holds(target, row):
                 continue
+            made_room: list[engine.Done] = []
             try:
-                placed = self.place(target, row.cidr, frozenset({row.cidr}), evicted)
+                number, created = self.place(target, row.cidr, frozenset({row.cidr}), made_room)
             except _Refused as exc:
                 self.withdraw(target, row.cidr)
                 line = f"Dropped the block of {row.cidr} in {target}: {exc}"
@@ -582,14 +532,15 @@ class Writer:
                 line = f"Could not restore {row.cidr}: {exc}"
                 log.add("failed", target.where(row.cidr, None), line)
             else:
-                if placed is not None and placed[1]:
+                if created:
                     line = (
-                        f"Re-created rule {placed[0]} for {row.cidr} in {target}: its block is "
+                        f"Re-created rule {number} for {row.cidr} in {target}: its block is "
                         "recorded but the entry was missing"
                     )
-                    log.add("restored", target.where(row.cidr, placed[0]), line)
+                    log.add("restored", target.where(row.cidr, number), line)
             finally:
-                self._log_evictions(log, evicted)
+                for done in made_room:
+                    log.add("evicted", done.item, done.line)
         # Entries no row names: reported by every sweep and never touched, except a deny
         # of exactly our form left unrecorded for ORPHAN_GRACE_SECONDS.
         acl, rows = self.read(target), self.rows(target)
@@ -597,20 +548,11 @@ class Writer:
             if not _owns(rows, entry):
                 self._orphan(target, entry, now, log)
 
-    @staticmethod
-    def _log_evictions(log: engine.SweepLog, evicted: list[engine.Done]) -> None:
-        for done in evicted:
-            log.add("evicted", done.item, done.line)
-        evicted.clear()
-
     def _orphan(self, target: Target, entry: Entry, now: int, log: engine.SweepLog) -> None:
         number, cidr = entry.rule_number, entry.cidr
         orphan = target.pk(ORPHAN_PREFIX, f"{number}#{cidr}")
-        since = (
-            self.table.first_seen(orphan, now, 2 * ORPHAN_GRACE_SECONDS)
-            if entry.has_our_form
-            else None
-        )
+        ours = entry.denies(cidr) and cidr.endswith(("/32", "/128"))
+        since = self.table.first_seen(orphan, now, 2 * ORPHAN_GRACE_SECONDS) if ours else None
         if since is not None and now >= since + ORPHAN_GRACE_SECONDS:
             if self._delete_entry(target, number, cidr):
                 self.table.delete(orphan)
@@ -621,21 +563,16 @@ class Writer:
                 )
                 log.add("removedOrphan", target.where(cidr, number), line)
             return
-        after = {} if since is None else {"removeAfter": blocking.iso(since + ORPHAN_GRACE_SECONDS)}
-        item = {
-            "networkAclId": target.nacl_id,
-            "direction": target.direction,
-            "ruleNumber": entry.rule_number,
-            "cidr": entry.cidr,
-            "ruleAction": entry.action,
-            **after,
-        }
+        item: dict[str, Any] = {"networkAclId": target.nacl_id, "direction": target.direction}
+        item |= {"ruleNumber": number, "cidr": cidr, "ruleAction": entry.action}
+        if since is not None:
+            item["removeAfter"] = blocking.iso(since + ORPHAN_GRACE_SECONDS)
         log.add(
             "foreign",
             item,
-            f"Left rule {entry.rule_number} ({entry.action} {entry.cidr or 'without a CIDR'}) "
-            f"in {target} alone: it is inside the reserved range {self.config.range_text} but "
-            "this remediator did not create it, so that number is not available to it",
+            f"Left rule {number} ({entry.action} {cidr or 'without a CIDR'}) in {target} "
+            f"alone: it is inside the reserved range {self.config.range_text} but this "
+            "remediator did not create it, so that number is not available to it",
         )
 
 
@@ -677,7 +614,7 @@ class NaclPoint(engine.Point):
                 "instance's subnet) can be blocked"
             )
         if not nacl_ids:
-            subnets = _dedupe(s for finding in job.findings for s in finding.subnets)
+            subnets = list(dict.fromkeys(s for finding in job.findings for s in finding.subnets))
             nacl_ids = writer.acls.for_subnets(subnets)
             if not nacl_ids:
                 return f"no network ACL is associated with subnet(s) {', '.join(subnets)} here"
@@ -685,36 +622,36 @@ class NaclPoint(engine.Point):
         for nacl_id in nacl_ids if by_direction else ():
             acl = writer.acls.read(nacl_id)
             if acl is None:
-                cidrs = _dedupe(c for found in by_direction.values() for c in found)
-                outcome.rejected += [(c, f"network ACL {nacl_id} does not exist") for c in cidrs]
+                every = dict.fromkeys(c for found in by_direction.values() for c in found)
+                outcome.rejected += [(c, f"network ACL {nacl_id} does not exist") for c in every]
                 continue
             outcome.resources.append(acl.arn(job.region))
             with writer.leases.holding(nacl_id):
                 for direction, cidrs in by_direction.items():
                     for cidr in cidrs:
-                        target = Target(nacl_id, direction)
-                        writer.block(target, cidr, job, frozenset(cidrs), outcome)
+                        writer.block(
+                            Target(nacl_id, direction), cidr, job, frozenset(cidrs), outcome
+                        )
         return {"networkAcls": nacl_ids}
 
     def lift(self, cidrs: Sequence[str]) -> engine.Lifted:
         """Wherever a row names one of ``cidrs``: the row and its entry."""
-        writer = Writer(self.config, self.clock)
-        recorded = [
-            (target, cidr)
-            for target, rows in sorted(writer.load().items())
-            for cidr in cidrs
-            if cidr in rows
-        ]
-        lifted = engine.Lifted()
-        for nacl_id, found in groupby(recorded, key=lambda r: r[0].nacl_id):
-            with writer.leases.holding(nacl_id):
-                for target, cidr in found:
-                    removed = writer.withdraw(target, cidr)
-                    where = {k: v for k, v in target.where(cidr, None).items() if v is not None}
-                    lifted.unblocked.append(where | {"ruleNumbers": removed})
+        writer, lifted = Writer(self.config, self.clock), engine.Lifted()
+        for target, rows in sorted(writer.load().items()):
+            found = [cidr for cidr in cidrs if cidr in rows]
+            if not found:
+                continue
+            with writer.leases.holding(target.nacl_id):
+                for cidr in found:
+                    number = writer.withdraw(target, cidr)
+                    item = target.where(cidr, None)
+                    del item["ruleNumber"]
+                    lifted.unblocked.append(
+                        item | {"ruleNumbers": [] if number is None else [number]}
+                    )
                     lifted.found.add(cidr)
-                    rules = f" (removed rule {', '.join(map(str, removed))})" if removed else ""
-                    lifted.actions.append(f"Unblocked {cidr} in {target}{rules}")
+                    rule = f" (removed rule {number})" if number is not None else ""
+                    lifted.actions.append(f"Unblocked {cidr} in {target}{rule}")
         return lifted
 
     sweep_title = "Network ACL blocklist sweep"
@@ -743,27 +680,22 @@ class NaclPoint(engine.Point):
                 if acl is not None:
                     with writer.leases.holding(nacl_id):
                         for target in sorted(targets):
-                            writer.sweep_target(target, now, log)
+                            writer.sweep(target, now, log)
                     arns.append(acl.arn(region))
                     continue
             except _AclGone:
                 pass  # deleted while being swept
-            rows = [
-                t.pk(ROW_PREFIX, c)
-                for t, r in writer.load().items()
-                if t.nacl_id == nacl_id
-                for c in r
-            ]
+            rows = [t.pk(ROW_PREFIX, c) for t in targets for c in writer.rows(t)]
             dropped = sum(writer.table.delete(pk) for pk in rows)
             listed = " (NACL_IDS lists it)" if nacl_id in self.config.nacl_ids else ""
             line = f"Network ACL {nacl_id} does not exist{listed}: dropped {dropped} recorded"
             log.add("missingNetworkAcls", nacl_id, f"{line} block(s) for it")
-        counts = {key: len(found) for key, found in log.result.items()}
+        n = {key: len(found) for key, found in log.result.items()}
         return arns, (
-            f"{counts['expired']} expired, {counts['lifted']} lifted by the allowlist, "
-            f"{counts['restored']} re-created, {counts['evicted']} evicted, "
-            f"{counts['dropped']} dropped, {counts['removedOrphan']} orphan(s) removed, "
-            f"{counts['foreign']} foreign entr(y/ies) left alone in the reserved range."
+            f"{n['expired']} expired, {n['lifted']} lifted by the allowlist, "
+            f"{n['restored']} re-created, {n['evicted']} evicted, {n['dropped']} dropped, "
+            f"{n['removedOrphan']} orphan(s) removed, {n['foreign']} foreign entr(y/ies) left "
+            "alone in the reserved range."
         )
 
 

@@ -103,7 +103,10 @@ class Config(engine.Settings):
     ipv6_set_id: str = Field(alias="IPV6_SET_ID", min_length=1)
     scope: str = Field(default="REGIONAL", alias="IP_SET_SCOPE")
     max_addresses_per_set: int = Field(
-        default=WAF_MAX_ADDRESSES_PER_SET, alias="MAX_ADDRESSES_PER_SET"
+        default=WAF_MAX_ADDRESSES_PER_SET,
+        alias="MAX_ADDRESSES_PER_SET",
+        ge=1,
+        le=WAF_MAX_ADDRESSES_PER_SET,
     )
 
     @field_validator("scope")
@@ -112,15 +115,6 @@ class Config(engine.Settings):
         if scope not in ("REGIONAL", "CLOUDFRONT"):
             raise ValueError(f"IP_SET_SCOPE must be REGIONAL or CLOUDFRONT, got {scope!r}")
         return scope
-
-    @field_validator("max_addresses_per_set")
-    @classmethod
-    def _cap(cls, cap: int) -> int:
-        if not 1 <= cap <= WAF_MAX_ADDRESSES_PER_SET:
-            raise ValueError(
-                f"MAX_ADDRESSES_PER_SET must be 1..{WAF_MAX_ADDRESSES_PER_SET}, got {cap}"
-            )
-        return cap
 
     def ip_set(self, version: int) -> IpSetRef:
         if version == 4:
