@@ -439,10 +439,9 @@ class Writer:
         self, target: Target, cidr: str, keep: frozenset[str], evicted: list[engine.Done]
     ) -> tuple[int, bool]:
         """Make the recorded block of ``cidr`` an entry in the range: (number, created).
-        At CAPACITY, or with no free number, the block
-        expiring first goes, except those of ``keep`` (the same request's addresses).
-        Raises _Refused, _AclGone, or PlacementError when someone else's entries keep
-        landing on the numbers chosen."""
+        At CAPACITY, or with no free number, the block expiring first goes, except those
+        of ``keep`` (the same request's addresses). Raises _Refused, _AclGone, or
+        PlacementError when someone else's entries keep landing on the numbers chosen."""
         numbers, last = self.config.rule_numbers, "none"
         attempts = blocking.Attempts(self.clock, MAX_ATTEMPTS)
         for attempt in attempts:
