@@ -47,7 +47,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 import boto3  # noqa: E402
 
-from bundle.motoserver import MotoServer, moto_server, pointed_at  # noqa: E402
+from bundle.motoserver import InProcessContext, MotoServer, moto_server, pointed_at  # noqa: E402
 from functions.common import aws, queue  # noqa: E402
 from functions.waf_blocker import handler  # noqa: E402
 from functions.waf_blocker.logic import IpSetUpdateError  # noqa: E402
@@ -66,15 +66,7 @@ def count(counts: dict[str, int], key: str, amount: int = 1) -> None:
         counts[key] += amount
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "waf-blocker"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:waf-blocker"
-    aws_request_id: str = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+CONTEXT = InProcessContext.named("waf-blocker", remaining_ms=900_000)
 
 
 @dataclass(frozen=True)
@@ -166,7 +158,7 @@ def deliver_events(events: list[dict[str, Any]], workers: int, counts: dict[str,
         # Out of LockToken attempts, Lambda delivers an asynchronous event again (twice).
         for attempt in range(LAMBDA_ASYNC_RETRIES + 1):
             try:
-                result = handler.lambda_handler(event, FakeContext())
+                result = handler.lambda_handler(event, CONTEXT)
             except IpSetUpdateError:
                 if attempt == LAMBDA_ASYNC_RETRIES:
                     raise
@@ -190,7 +182,7 @@ def deliver_batches(events: list[dict[str, Any]], workers: int, counts: dict[str
 
     def deliver(batch: dict[str, Any]) -> None:
         for _receive in range(SQS_RECEIVES):
-            failures = handler.lambda_handler(batch, FakeContext())["batchItemFailures"]
+            failures = handler.lambda_handler(batch, CONTEXT)["batchItemFailures"]
             if not failures:
                 return
             count(counts, "redeliveries", len(failures))

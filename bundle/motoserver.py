@@ -257,13 +257,20 @@ class InProcessContext:
     invoked_function_arn: str
     memory_limit_in_mb: int = 256
     aws_request_id: str = "in-process"
+    remaining_ms: int = 60_000  # what get_remaining_time_in_millis answers
 
     @classmethod
-    def of(cls, function_arn: str) -> InProcessContext:
-        return cls(function_arn.split(":")[-1], function_arn)
+    def of(cls, function_arn: str, **fields: Any) -> InProcessContext:
+        return cls(function_arn.split(":")[-1], function_arn, **fields)
+
+    @classmethod
+    def named(
+        cls, function: str, region: str = "us-east-1", account: str = "123456789012", **fields: Any
+    ) -> InProcessContext:
+        return cls.of(f"arn:aws:lambda:{region}:{account}:function:{function}", **fields)
 
     def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        return self.remaining_ms
 
 
 def terraform_override(endpoint: str, services: Sequence[str]) -> dict[str, Any]:

@@ -13,23 +13,22 @@ invocations (up to twice).
 from __future__ import annotations
 
 import collections
-import ipaddress
 import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from bundle.motoserver import moto_server, pointed_at
-from functions.common import addresses, aws, lease
+from bundle.motoserver import InProcessContext, moto_server, pointed_at
+from functions.common import aws, lease
 from functions.nacl_blocker import handler, logic
+from tests.helpers_blocking import attacker_addresses
 
 pytestmark = pytest.mark.e2e
 
@@ -43,30 +42,9 @@ CAPACITY = 10
 RANGE = range(100, 120)
 FOREIGN = (105, "9.9.9.9/32")
 AROUND = [(99, "203.0.113.0/24"), (120, "198.51.100.0/24")]
-# 185.0.0.0/8 is ordinary RIPE-allocated unicast space (no special-purpose range): every
-# address in it is global, and the test checks that rather than trusting it.
-SOURCE_RANGE = ipaddress.ip_network("185.0.0.0/8")
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "nacl-blocker"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:nacl-blocker"
-    aws_request_id: str = "e2e"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-def attacker_addresses(count: int) -> list[str]:
-    base = int(SOURCE_RANGE.network_address)
-    # A prime stride spreads the addresses over the /8 instead of one dense block.
-    hosts = [ipaddress.IPv4Address(base + 1 + index * 7_919) for index in range(count)]
-    for host in hosts:
-        assert host in SOURCE_RANGE and host.is_global
-        assert addresses.classify(host, ()).allowed
-    return [str(host) for host in hosts]
+CONTEXT = InProcessContext.named("nacl-blocker")
 
 
 def ssh_finding(source: str) -> dict[str, Any]:
@@ -144,12 +122,12 @@ def test_concurrent_findings_keep_capacity_and_the_table_equals_the_acl(deployed
         # As Lambda does for an asynchronous invocation that raised: deliver it again.
         for _ in range(LAMBDA_ASYNC_RETRIES):
             try:
-                result: dict[str, Any] = handler.lambda_handler(event, FakeContext())
+                result: dict[str, Any] = handler.lambda_handler(event, CONTEXT)
                 return result
             except Exception as exc:  # Lambda retries whatever the error was
                 with guard:
                     redeliveries[type(exc).__name__] += 1
-        result = handler.lambda_handler(event, FakeContext())
+        result = handler.lambda_handler(event, CONTEXT)
         return result
 
     started = time.monotonic()

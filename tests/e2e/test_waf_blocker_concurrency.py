@@ -11,22 +11,21 @@ does for asynchronous invocations (up to twice).
 from __future__ import annotations
 
 import copy
-import ipaddress
 import json
 import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from bundle.motoserver import moto_server, pointed_at
-from functions.common import addresses, aws
+from bundle.motoserver import InProcessContext, moto_server, pointed_at
+from functions.common import aws
 from functions.waf_blocker import handler, logic
+from tests.helpers_blocking import attacker_addresses
 
 pytestmark = pytest.mark.e2e
 
@@ -36,30 +35,9 @@ WORKERS = 8
 LAMBDA_ASYNC_RETRIES = 2
 FINDINGS = 200
 PER_FINDING = 5
-# 185.0.0.0/8 is ordinary RIPE-allocated unicast space (no special-purpose range): every
-# address in it is global, and the test checks that rather than trusting it.
-SOURCE_RANGE = ipaddress.ip_network("185.0.0.0/8")
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "waf-blocker"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:waf-blocker"
-    aws_request_id: str = "e2e"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-def attacker_addresses(count: int) -> list[str]:
-    base = int(SOURCE_RANGE.network_address)
-    # A prime stride spreads the addresses over the /8 instead of one dense block.
-    hosts = [ipaddress.IPv4Address(base + 1 + index * 7_919) for index in range(count)]
-    for host in hosts:
-        assert host in SOURCE_RANGE and host.is_global
-        assert addresses.classify(host, ()).allowed
-    return [str(host) for host in hosts]
+CONTEXT = InProcessContext.named("waf-blocker")
 
 
 def port_probe_finding(sources: list[str]) -> dict[str, Any]:
@@ -136,12 +114,12 @@ def test_concurrent_findings_lose_no_address(deployed: dict[str, str]) -> None:
         # As Lambda does for an asynchronous invocation that raised: deliver it again.
         for _ in range(LAMBDA_ASYNC_RETRIES):
             try:
-                result: dict[str, Any] = handler.lambda_handler(event, FakeContext())
+                result: dict[str, Any] = handler.lambda_handler(event, CONTEXT)
                 return result
             except logic.IpSetUpdateError:
                 with guard:
                     redeliveries.append(event["detail"]["id"])
-        result = handler.lambda_handler(event, FakeContext())
+        result = handler.lambda_handler(event, CONTEXT)
         return result
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:

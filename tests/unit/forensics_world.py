@@ -35,7 +35,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from bundle.motoserver import FAKE_CREDENTIALS
+from bundle.motoserver import FAKE_CREDENTIALS, InProcessContext
 from bundle.motoworkflow import (
     EXECUTION_CONFIG,
     SsmAgentStandIn,
@@ -63,15 +63,7 @@ def load_event(name: str) -> dict[str, Any]:
     return event
 
 
-@dataclass
-class FakeContext:
-    function_name: str = FUNCTION
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+CONTEXT = InProcessContext.named(FUNCTION, memory_limit_in_mb=512, remaining_ms=300_000)
 
 
 @dataclass
@@ -101,7 +93,7 @@ class World:
     def step(self, step: str, target: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
         """One step through the real handler, as the state machine invokes it."""
         payload = {"step": step, "target": target or self.target(), **extra}
-        result: dict[str, Any] = handler.lambda_handler(payload, FakeContext(), now=lambda: NOW)
+        result: dict[str, Any] = handler.lambda_handler(payload, CONTEXT, now=lambda: NOW)
         return result
 
     def target(self, action: str = "isolate", instance_id: str | None = None) -> dict[str, Any]:
@@ -122,7 +114,7 @@ class World:
             step = event.get("step", "")
             if step in self.failures:
                 self.failures[step](event)
-            return handler.lambda_handler(event, FakeContext(), now=lambda: NOW)
+            return handler.lambda_handler(event, CONTEXT, now=lambda: NOW)
 
         if not self.state_machine_arn:  # parsing the definition takes moto a second
             self.state_machine_arn = self.sfn.create_state_machine(

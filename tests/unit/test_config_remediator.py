@@ -21,6 +21,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from bundle.motoserver import InProcessContext
 from functions.common import aws, permissions
 from functions.config_remediator import handler
 from functions.config_remediator.permissions import PERMISSIONS
@@ -50,15 +51,7 @@ RULES = {
 }
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "config-remediator"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:config-remediator"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+CONTEXT = InProcessContext.named("config-remediator")
 
 
 @dataclass
@@ -76,7 +69,7 @@ class World:
         self.monkeypatch.setenv("DRY_RUN", "true" if dry_run else "false")
 
     def invoke(self, event: Any) -> dict[str, Any]:
-        result: dict[str, Any] = handler.lambda_handler(event, FakeContext(), now=lambda: self.now)
+        result: dict[str, Any] = handler.lambda_handler(event, CONTEXT, now=lambda: self.now)
         return result
 
     def reports(self) -> list[dict[str, Any]]:

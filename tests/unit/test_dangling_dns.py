@@ -26,6 +26,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from bundle.motoserver import InProcessContext
 from functions.common import aws, permissions
 from functions.dangling_dns import handler, logic
 from functions.dangling_dns.permissions import PERMISSIONS
@@ -41,15 +42,7 @@ EC2_RANGES = (ipaddress.ip_network("54.214.0.0/16"),)
 RULE = "pb-dangling-dns"
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "dangling-dns"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:dangling-dns"
-    aws_request_id: str = "c0ffee00-0000-4000-8000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+CONTEXT = InProcessContext.named("dangling-dns")
 
 
 def config_invocation(message_type: str = "ScheduledNotification") -> dict[str, Any]:
@@ -376,7 +369,7 @@ def test_route53_change_starts_an_evaluation(monkeypatch: pytest.MonkeyPatch) ->
     ],
 )
 def test_other_events_are_rejected(event: dict[str, Any], reason: str) -> None:
-    result = handler.lambda_handler(event, FakeContext())
+    result = handler.lambda_handler(event, CONTEXT)
     assert result["status"] == "rejected" and reason in result["reason"]
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,11 @@ from hypothesis import event as event_label
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from bundle.motoserver import InProcessContext
 from functions.common import aws, blocking, lease, permissions
 from functions.nacl_blocker import handler, logic
 from functions.nacl_blocker.permissions import PERMISSIONS
+from tests.helpers_blocking import HANDLED, START, FakeClock, malformed_event
 from tests.helpers_permissions import record_calls
 from tests.helpers_retries import lose_first_response
 
@@ -31,7 +32,6 @@ pytestmark = pytest.mark.unit
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-START = 1_750_000_000.0
 SSH = "gd_waf_ssh_bruteforce_inbound.json"
 RDP = "gd_waf_rdp_bruteforce_inbound.json"
 PROBE = "gd_waf_port_probe.json"
@@ -55,36 +55,7 @@ def load(name: str) -> dict[str, Any]:
     return event
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "nacl-blocker"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nacl-blocker"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-@dataclass
-class FakeClock:
-    """A clock the test moves; sleeping records the delay instead of waiting."""
-
-    at: float = START
-    slept: list[float] = field(default_factory=list)
-
-    def now(self) -> float:
-        return self.at
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.at += seconds
-
-    @property
-    def clock(self) -> blocking.Clock:
-        return blocking.Clock(now=self.now, sleep=self.sleep)
+CONTEXT = InProcessContext.named("nacl-blocker")
 
 
 @dataclass
@@ -104,9 +75,7 @@ class Env:
     monkeypatch: pytest.MonkeyPatch
 
     def invoke(self, event: Any) -> dict[str, Any]:
-        result: dict[str, Any] = handler.lambda_handler(
-            event, FakeContext(), clock=self.clock.clock
-        )
+        result: dict[str, Any] = handler.lambda_handler(event, CONTEXT, clock=self.clock.clock)
         return result
 
     def set_env(self, **values: str) -> None:
@@ -1247,30 +1216,6 @@ def test_an_unreadable_row_does_not_wedge_the_sweeper(env: Env) -> None:
 # --------------------------------------------------------------------------- robustness
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
-    ),
-    max_leaves=12,
-)
-
-
-def mutated_finding(data: st.DataObject) -> dict[str, Any]:
-    event = load(data.draw(st.sampled_from([SSH, PROBE, IAM_V6])))
-    target = data.draw(
-        st.sampled_from(
-            [event, event["detail"], event["detail"]["resource"], event["detail"]["service"]]
-        )
-    )
-    key = data.draw(st.sampled_from(sorted(target)))
-    if data.draw(st.booleans()):
-        del target[key]
-    else:
-        target[key] = data.draw(json_values)
-    return event
-
-
 @settings(
     max_examples=200,
     deadline=None,
@@ -1282,37 +1227,9 @@ def test_malformed_events_never_raise(env: Env, data: st.DataObject) -> None:
         env.set_env(NACL_IDS="[]")
     else:
         env.set_env(NACL_IDS=json.dumps([env.acl]))
-    shape = data.draw(st.sampled_from(["any", "action", "detail", "finding"]))
-    event: Any
-    if shape == "any":
-        event = data.draw(json_values)
-    elif shape == "action":
-        event = data.draw(
-            st.fixed_dictionaries(
-                {"action": st.sampled_from(["block", "unblock", "sweep"]) | json_values},
-                optional={
-                    "addresses": st.lists(
-                        st.ip_addresses().map(str) | st.text(max_size=20), max_size=3
-                    )
-                    | json_values,
-                    "ttl_seconds": st.integers() | json_values,
-                    "reason": st.text(max_size=30) | json_values,
-                },
-            )
-        )
-    elif shape == "detail":
-        event = data.draw(
-            st.fixed_dictionaries(
-                {"detail-type": st.sampled_from(["GuardDuty Finding", "Scheduled Event"])},
-                optional={"detail": json_values, "account": json_values},
-            )
-        )
-    else:
-        event = mutated_finding(data)
-
+    shape, event = malformed_event(data, [load(SSH), load(PROBE), load(IAM_V6)])
     result = env.invoke(event)
-
-    assert result["status"] in {"rejected", "ignored", "processed", "swept"}
+    assert result["status"] in HANDLED
     event_label(f"{shape}: {result['status']}")
 
 
@@ -1564,7 +1481,7 @@ def test_the_sweep_lifts_blocks_the_allowlist_now_covers_and_says_so(env: Env) -
 
 def test_placement_retries_stop_in_time_for_the_lambda_timeout(env: Env) -> None:
     """Every create loses its rule number to another writer and takes 8 s; the invocation
-    has 60 s (FakeContext), so the placement gives up in time rather than at ten attempts."""
+    has 60 s (CONTEXT), so the placement gives up in time rather than at ten attempts."""
     client = aws.client("ec2")
     refused: list[int] = []
 

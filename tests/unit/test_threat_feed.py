@@ -27,7 +27,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from bundle.feedserver import FeedServer, feed_server
-from bundle.motoserver import FAKE_CREDENTIALS
+from bundle.motoserver import FAKE_CREDENTIALS, InProcessContext
 from functions.common import aws, permissions
 from functions.threat_feed import entries, handler, logic
 from functions.threat_feed.permissions import PERMISSIONS
@@ -42,15 +42,7 @@ FEEDS = Path(__file__).resolve().parents[1] / "events" / "threat_feeds"
 NOW = datetime(2025, 11, 20, 12, 0, tzinfo=UTC)
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "threat-feed"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:threat-feed"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+CONTEXT = InProcessContext.named("threat-feed", memory_limit_in_mb=1024, remaining_ms=300_000)
 
 
 @dataclass
@@ -161,7 +153,7 @@ def guardduty(world: World) -> Iterator[Stubber]:
 
 def invoke(event: dict[str, Any] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = handler.lambda_handler(
-        event if event is not None else {}, FakeContext(), now=lambda: NOW
+        event if event is not None else {}, CONTEXT, now=lambda: NOW
     )
     return result
 
@@ -425,7 +417,7 @@ def test_feed_larger_than_the_limit_is_not_read_to_the_end(
     ],
 )
 def test_other_events_are_rejected_not_retried(world: World, event: Any, reason: str) -> None:
-    result = handler.lambda_handler(event, FakeContext())
+    result = handler.lambda_handler(event, CONTEXT)
     assert result["status"] == "rejected" and reason in result["reason"]
 
 

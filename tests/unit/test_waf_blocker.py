@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ from hypothesis import event as event_label
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from bundle.motoserver import FAKE_CREDENTIALS
+from bundle.motoserver import FAKE_CREDENTIALS, InProcessContext
 from functions.common import aws, permissions
 from functions.waf_blocker import handler, logic
 from functions.waf_blocker.permissions import PERMISSIONS
+from tests.helpers_blocking import HANDLED, START, FakeClock, malformed_event
 from tests.helpers_permissions import record_calls
 from tests.helpers_retries import lose_first_response
 
@@ -31,7 +31,6 @@ pytestmark = pytest.mark.unit
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-START = 1_750_000_000.0
 SSH = "gd_waf_ssh_bruteforce_inbound.json"
 PROBE = "gd_waf_port_probe.json"
 IAM_V6 = "gd_waf_iam_malicious_ip_caller_ipv6.json"
@@ -42,36 +41,7 @@ def load(name: str) -> dict[str, Any]:
     return event
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "waf-blocker"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:waf-blocker"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-@dataclass
-class FakeClock:
-    """A clock the test moves; sleeping records the delay instead of waiting."""
-
-    at: float = START
-    slept: list[float] = field(default_factory=list)
-
-    def now(self) -> float:
-        return self.at
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-
-    def advance(self, seconds: float) -> None:
-        self.at += seconds
-
-    @property
-    def clock(self) -> logic.Clock:
-        return logic.Clock(now=self.now, sleep=self.sleep)
+CONTEXT = InProcessContext.named("waf-blocker", remaining_ms=30_000)
 
 
 @dataclass
@@ -90,9 +60,7 @@ class Env:
     monkeypatch: pytest.MonkeyPatch
 
     def invoke(self, event: Any) -> dict[str, Any]:
-        result: dict[str, Any] = handler.lambda_handler(
-            event, FakeContext(), clock=self.clock.clock
-        )
+        result: dict[str, Any] = handler.lambda_handler(event, CONTEXT, clock=self.clock.clock)
         return result
 
     def set_env(self, **values: str) -> None:
@@ -880,26 +848,6 @@ def test_updates_carry_the_ip_set_description(env: Env, monkeypatch: pytest.Monk
 # --------------------------------------------------------------------------- robustness
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
-    ),
-    max_leaves=12,
-)
-
-
-def mutated_finding(data: st.DataObject) -> dict[str, Any]:
-    event = load(data.draw(st.sampled_from([SSH, PROBE, IAM_V6])))
-    target = event if data.draw(st.booleans()) else event["detail"]
-    key = data.draw(st.sampled_from(sorted(target)))
-    if data.draw(st.booleans()):
-        del target[key]
-    else:
-        target[key] = data.draw(json_values)
-    return event
-
-
 @settings(
     max_examples=200,
     deadline=None,
@@ -907,37 +855,9 @@ def mutated_finding(data: st.DataObject) -> dict[str, Any]:
 )
 @given(data=st.data())
 def test_malformed_events_never_raise(env: Env, data: st.DataObject) -> None:
-    shape = data.draw(st.sampled_from(["any", "action", "detail", "finding"]))
-    event: Any
-    if shape == "any":
-        event = data.draw(json_values)
-    elif shape == "action":
-        event = data.draw(
-            st.fixed_dictionaries(
-                {"action": st.sampled_from(["block", "unblock", "sweep"]) | json_values},
-                optional={
-                    "addresses": st.lists(
-                        st.ip_addresses().map(str) | st.text(max_size=20), max_size=3
-                    )
-                    | json_values,
-                    "ttl_seconds": st.integers() | json_values,
-                    "reason": st.text(max_size=30) | json_values,
-                },
-            )
-        )
-    elif shape == "detail":
-        event = data.draw(
-            st.fixed_dictionaries(
-                {"detail-type": st.sampled_from(["GuardDuty Finding", "Scheduled Event"])},
-                optional={"detail": json_values, "account": json_values},
-            )
-        )
-    else:
-        event = mutated_finding(data)
-
+    shape, event = malformed_event(data, [load(SSH), load(PROBE), load(IAM_V6)])
     result = env.invoke(event)
-
-    assert result["status"] in {"rejected", "ignored", "processed", "swept"}
+    assert result["status"] in HANDLED
     event_label(f"{shape}: {result['status']}")
 
 
@@ -1123,7 +1043,7 @@ def test_retries_stop_in_time_for_the_lambda_timeout(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each refused update takes 6 s here (botocore's own retries of a slow WAF); ten
-    attempts would take a minute, and the invocation has 30 s (FakeContext)."""
+    attempts would take a minute, and the invocation has 30 s (CONTEXT)."""
     raised = fail_updates(
         env,
         monkeypatch,
