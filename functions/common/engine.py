@@ -398,9 +398,11 @@ def _named(name: str, message: str) -> str:
 
 
 def _range(field: FieldInfo) -> str:
-    """A bounded setting's range, "low..high" (its ``ge`` and ``le``)."""
+    """A bounded setting's range from its ``ge`` and ``le``: "low..high", or one side."""
     bound = {k: getattr(m, k) for m in field.metadata for k in ("ge", "le") if hasattr(m, k)}
-    return f"{bound['ge']}..{bound['le']}"
+    if "ge" in bound and "le" in bound:
+        return f"{bound['ge']}..{bound['le']}"
+    return f"at least {bound['ge']}" if "ge" in bound else f"at most {bound.get('le')}"
 
 
 class Settings(BaseModel):

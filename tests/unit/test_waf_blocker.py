@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as event_label
 from hypothesis import strategies as st
 from moto import mock_aws
+from pydantic import Field
 
 from bundle.motoserver import FAKE_CREDENTIALS, InProcessContext
-from functions.common import aws, permissions
+from functions.common import aws, engine, permissions
 from functions.waf_blocker import handler, logic
 from functions.waf_blocker.permissions import PERMISSIONS
 from tests.helpers_blocking import HANDLED, START, FakeClock, malformed_event
@@ -647,6 +648,19 @@ def test_configuration_is_validated(name: str, value: str, message: str) -> None
     }
     with pytest.raises(logic.ConfigError, match=message):
         logic.Config.from_env({**base, name: value})
+
+
+def test_a_bounded_setting_names_its_range() -> None:
+    """engine.Settings words every bound error from the field's own bounds, both or one."""
+
+    class Bounded(engine.Settings):
+        both: int = Field(default=5, alias="BOTH", ge=1, le=9)
+        floor: int = Field(default=5, alias="FLOOR", ge=2)
+
+    cases = {"BOTH": ("0", "BOTH must be 1..9, got 0"), "FLOOR": ("1", "FLOOR must be at least 2")}
+    for name, (value, message) in cases.items():
+        with pytest.raises(engine.ConfigError, match=re.escape(message)):
+            Bounded.from_env({"STATE_TABLE": "t", name: value})
 
 
 def test_configuration_defaults() -> None:
